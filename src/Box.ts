@@ -1,0 +1,424 @@
+/**
+ * AMP boxes and their wire codec: the bottom layer of effect-amp.
+ *
+ * A box is an ordered set of keys (1–255 bytes) to values (0–65535 bytes). On the wire every key and
+ * value is preceded by a big-endian 16-bit length, and an empty key ends the box (Twisted's
+ * `BinaryBoxProtocol`). Keys are held as *latin1 strings*: one character per byte, so every byte string
+ * is representable, and JavaScript's string order is the bytewise order Twisted sorts keys in.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Schema, Stream } from "effect"
+import { latin1, pyBytesRepr } from "./internal/bytes.ts"
+
+/**
+ * A box: wire keys (latin1 strings) to raw values. Boxes decoded from the wire are `Map`s whose values
+ * may be views into the received chunk (no copy).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Box = ReadonlyMap<string, Uint8Array>
+
+/** Longest key Twisted accepts: 255 bytes. @since 0.1.0 @category constants */
+export const MAX_KEY_LENGTH = 0xff
+/** Longest value: 65535 bytes. @since 0.1.0 @category constants */
+export const MAX_VALUE_LENGTH = 0xffff
+
+const textEncoder = new TextEncoder()
+
+/**
+ * Builds a box from a record or from entries. String values are UTF-8 encoded; keys are taken as given
+ * (they must be latin1: one character per byte; ASCII in practice).
+ *
+ * @example
+ * ```ts
+ * import { Box } from "effect-amp"
+ * const box = Box.make({ _command: "Sum", _ask: "1", a: "13", b: "81" })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  entries: Readonly<Record<string, Uint8Array | string>> | Iterable<readonly [string, Uint8Array | string]>
+): Box => {
+  const box = new Map<string, Uint8Array>()
+  const iterable: Iterable<readonly [string, Uint8Array | string]> = Symbol.iterator in entries
+    ? entries as Iterable<readonly [string, Uint8Array | string]>
+    : Object.entries(entries as Record<string, Uint8Array | string>)
+  for (const [key, value] of iterable) {
+    box.set(key, typeof value === "string" ? textEncoder.encode(value) : value)
+  }
+  return box
+}
+
+/**
+ * Raised when a key or value does not fit AMP's limits. `isLocal` is true when we tried to *send* it
+ * (the box is not written, nothing else happens), false when a peer sent a key-length prefix over 255
+ * (the connection is then closed, as Twisted does). Mirrors Twisted's `amp.TooLong`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TooLong extends Schema.TaggedError<TooLong>()("TooLong", {
+  isKey: Schema.Boolean,
+  isLocal: Schema.Boolean,
+  /** The key whose value was too long (latin1), when `isKey` is false. */
+  keyName: Schema.optional(Schema.String),
+  /** The offending length in bytes. */
+  length: Schema.Number
+}) {
+  override get message(): string {
+    const where = this.isLocal ? "local" : "remote"
+    const what = this.isKey ? "key" : `value ${pyBytesRepr(latin1ToBytes(this.keyName ?? ""))}`
+    return `${where} ${what} too long: ${this.length}`
+  }
+}
+
+/**
+ * Raised when a box cannot be framed: an empty key (it would end the box early on the wire) or a key
+ * containing a character above U+00FF (keys are bytes).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidKey extends Schema.TaggedError<InvalidKey>()("InvalidKey", {
+  key: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid AMP key ${JSON.stringify(this.key)}: ${this.reason}`
+  }
+}
+
+/**
+ * Raised by the decoder when the incoming bytes cannot be a box stream: a key-length prefix over 255.
+ * `offset` is the position of the offending prefix in the whole stream. Twisted closes the connection.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class FramingError extends Schema.TaggedError<FramingError>()("FramingError", {
+  offset: Schema.Number,
+  keyLength: Schema.Number
+}) {
+  override get message(): string {
+    return `AMP framing error at byte ${this.offset}: key length ${this.keyLength} is over ${MAX_KEY_LENGTH}`
+  }
+  /** The same condition as Twisted's remote `TooLong` (isKey, not local). */
+  toTooLong(): TooLong {
+    return new TooLong({ isKey: true, isLocal: false, length: this.keyLength })
+  }
+}
+
+const latin1ToBytes = (s: string): Uint8Array => {
+  const out = new Uint8Array(s.length)
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i)
+  return out
+}
+
+const sortedKeys = (box: Box): Array<string> => {
+  const keys = Array.from(box.keys())
+  // Default sort compares UTF-16 code units; for latin1 strings that is the bytewise order.
+  if (keys.length > 1) keys.sort()
+  return keys
+}
+
+/**
+ * The exact number of bytes `box` takes on the wire, or a typed error if it cannot be framed.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodedLength = (box: Box): number | TooLong | InvalidKey => {
+  let size = 2
+  for (const [key, value] of box) {
+    const k = key.length
+    if (k === 0) return new InvalidKey({ key, reason: "empty keys end a box on the wire" })
+    if (k > MAX_KEY_LENGTH) return new TooLong({ isKey: true, isLocal: true, length: k })
+    for (let i = 0; i < k; i++) {
+      if (key.charCodeAt(i) > 0xff) {
+        return new InvalidKey({ key, reason: `character ${i} is above U+00FF; keys are bytes (latin1)` })
+      }
+    }
+    if (value.length > MAX_VALUE_LENGTH) {
+      return new TooLong({ isKey: false, isLocal: true, keyName: key, length: value.length })
+    }
+    size += 4 + k + value.length
+  }
+  return size
+}
+
+const writeBox = (box: Box, out: Uint8Array, pos: number): number => {
+  for (const key of sortedKeys(box)) {
+    const value = box.get(key)!
+    const k = key.length
+    out[pos] = 0
+    out[pos + 1] = k
+    pos += 2
+    for (let i = 0; i < k; i++) out[pos + i] = key.charCodeAt(i)
+    pos += k
+    const v = value.length
+    out[pos] = v >>> 8
+    out[pos + 1] = v & 0xff
+    pos += 2
+    out.set(value, pos)
+    pos += v
+  }
+  out[pos] = 0
+  out[pos + 1] = 0
+  return pos + 2
+}
+
+/**
+ * Serializes boxes back to back into one buffer, keys sorted bytewise in each box: byte-identical to
+ * Twisted's `AmpBox.serialize()`. Throws `TooLong` / `InvalidKey` (and writes nothing) if any box
+ * cannot be framed. Use {@link encode} for the Effect form.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => {
+  let total = 0
+  for (let i = 0; i < boxes.length; i++) {
+    const n = encodedLength(boxes[i]!)
+    if (typeof n !== "number") throw n
+    total += n
+  }
+  const out = new Uint8Array(total)
+  let pos = 0
+  for (let i = 0; i < boxes.length; i++) pos = writeBox(boxes[i]!, out, pos)
+  return out
+}
+
+/**
+ * Serializes one box; throws `TooLong` / `InvalidKey`. See {@link encode}.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeUnsafe = (box: Box): Uint8Array => {
+  const n = encodedLength(box)
+  if (typeof n !== "number") throw n
+  const out = new Uint8Array(n)
+  writeBox(box, out, 0)
+  return out
+}
+
+/**
+ * Serializes one box (Twisted's `AmpBox.serialize()`), failing with `TooLong` for a key over 255 bytes
+ * or a value over 65535 bytes, and `InvalidKey` for an empty or non-latin1 key.
+ *
+ * @example
+ * ```ts
+ * import { Box } from "effect-amp"
+ * import { Effect } from "effect"
+ * // Uint8Array [0, 5, ...'hello', 0, 5, ...'world', 0, 0]
+ * const bytes = Effect.runSync(Box.encode(Box.make({ hello: "world" })))
+ * ```
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encode = (box: Box): Effect.Effect<Uint8Array, TooLong | InvalidKey> =>
+  Effect.suspend(() => {
+    const n = encodedLength(box)
+    if (typeof n !== "number") return Effect.fail(n)
+    const out = new Uint8Array(n)
+    writeBox(box, out, 0)
+    return Effect.succeed(out)
+  })
+
+// decoder states
+const KeyLength = 0
+const Key = 1
+const ValueLength = 2
+const Value = 3
+
+/**
+ * An incremental box decoder: feed it chunks of any size, it returns the boxes they complete. It keeps
+ * at most one partial key or value (≤ 65535 bytes, allocated only once its length prefix is read and
+ * checked). Values completed inside one chunk are views into that chunk (no copy).
+ *
+ * After a `FramingError` the decoder is failed and ignores further input.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export interface Decoder {
+  /**
+   * Decodes the boxes completed by `chunk`, appending them to `out`. When `ends` is given, the offset in
+   * `chunk` just past each box is appended to it (for protocol switches: the bytes after a box belong
+   * to the next protocol). Returns a `FramingError` if the stream is malformed; the boxes before the
+   * error are still appended.
+   */
+  readonly feed: (chunk: Uint8Array, out: Array<Box>, ends?: Array<number>) => FramingError | undefined
+  /** Bytes held for an incomplete box (0 when the input ended on a box boundary). */
+  readonly pending: () => number
+  /** Total bytes consumed so far (the stream offset of the next byte). */
+  readonly offset: () => number
+}
+
+/**
+ * Creates an incremental {@link Decoder}.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const makeDecoder = (): Decoder => {
+  let state: number = KeyLength
+  let consumed = 0
+  let failed: FramingError | undefined
+  // partial prefix (one byte of a two-byte length)
+  let half = -1
+  // partial key or value
+  let partial: Uint8Array | undefined
+  let partialFill = 0
+  // stream offset where the current (incomplete) box started
+  let boxStart = 0
+  let key = ""
+  let box: Map<string, Uint8Array> | undefined
+
+  const feed = (chunk: Uint8Array, out: Array<Box>, ends?: Array<number>): FramingError | undefined => {
+    if (failed) return failed
+    const n = chunk.length
+    let i = 0
+    while (i < n) {
+      switch (state) {
+        case KeyLength:
+        case ValueLength: {
+          let len: number
+          if (half >= 0) {
+            len = (half << 8) | chunk[i]!
+            half = -1
+            i += 1
+          } else if (i + 1 < n) {
+            len = (chunk[i]! << 8) | chunk[i + 1]!
+            i += 2
+          } else {
+            half = chunk[i]!
+            i += 1
+            break
+          }
+          if (state === KeyLength) {
+            if (len === 0) {
+              out.push(box ?? new Map())
+              box = undefined
+              boxStart = consumed + i
+              if (ends !== undefined) ends.push(i)
+              continue
+            }
+            if (len > MAX_KEY_LENGTH) {
+              failed = new FramingError({ offset: consumed + i - 2, keyLength: len })
+              consumed += i
+              return failed
+            }
+            if (box === undefined) box = new Map()
+            // fast path: whole key in this chunk
+            if (i + len <= n) {
+              key = latin1(chunk, i, i + len)
+              i += len
+              state = ValueLength
+            } else {
+              partial = new Uint8Array(len)
+              partialFill = 0
+              state = Key
+            }
+          } else {
+            if (i + len <= n) {
+              box!.set(key, chunk.subarray(i, i + len))
+              i += len
+              state = KeyLength
+            } else {
+              partial = new Uint8Array(len)
+              partialFill = 0
+              state = Value
+            }
+          }
+          break
+        }
+        case Key:
+        case Value: {
+          const p = partial!
+          const take = Math.min(p.length - partialFill, n - i)
+          p.set(chunk.subarray(i, i + take), partialFill)
+          partialFill += take
+          i += take
+          if (partialFill === p.length) {
+            partial = undefined
+            if (state === Key) {
+              key = latin1(p, 0, p.length)
+              state = ValueLength
+            } else {
+              box!.set(key, p)
+              state = KeyLength
+            }
+          }
+          break
+        }
+      }
+    }
+    consumed += n
+    return undefined
+  }
+
+  return {
+    feed,
+    pending: () => consumed - boxStart,
+    offset: () => consumed
+  }
+}
+
+/**
+ * Decodes a whole buffer (Twisted's `amp.parseString`): the complete boxes it contains. An incomplete
+ * tail is ignored, as in Twisted; a key-length prefix over 255 fails with `FramingError`.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeAll = (bytes: Uint8Array): Effect.Effect<Array<Box>, FramingError> =>
+  Effect.suspend(() => {
+    const out: Array<Box> = []
+    const error = makeDecoder().feed(bytes, out)
+    return error ? Effect.fail(error) : Effect.succeed(out)
+  })
+
+/**
+ * Turns a stream of byte chunks, split anywhere, into a stream of boxes. Each incoming chunk is decoded
+ * in one pass and its boxes are emitted as one chunk. A malformed stream emits every box before the
+ * fault, then fails with `FramingError`. An incomplete box at the end of the input is dropped.
+ *
+ * @example
+ * ```ts
+ * import { Box } from "effect-amp"
+ * import { Stream } from "effect"
+ * const boxes = Stream.make(new Uint8Array([0, 1, 97]), new Uint8Array([0, 1, 49, 0, 0])).pipe(Box.decodeStream)
+ * ```
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeStream = <E, R>(self: Stream.Stream<Uint8Array, E, R>): Stream.Stream<Box, E | FramingError, R> =>
+  Stream.transformPull(self, (pull) =>
+    Effect.sync(() => {
+      const decoder = makeDecoder()
+      let failure: FramingError | undefined
+      const loop: Effect.Effect<readonly [Box, ...Array<Box>], E | FramingError | import("effect").Cause.Done<void>> =
+        Effect.suspend(() => {
+          if (failure) return Effect.fail(failure)
+          return Effect.flatMap(pull, (chunks) => {
+            const out: Array<Box> = []
+            for (const chunk of chunks) {
+              const error = decoder.feed(chunk, out)
+              if (error) {
+                failure = error
+                break
+              }
+            }
+            if (out.length > 0) return Effect.succeed(out as unknown as readonly [Box, ...Array<Box>])
+            return loop
+          })
+        })
+      return loop
+    }))

@@ -1,0 +1,181 @@
+/**
+ * The machinery behind `Argument`: every argument type is an `effect/Schema` codec between wire bytes
+ * (`Uint8Array`) and a TypeScript value, and additionally carries a synchronous fast codec (registered
+ * here) that the command layer uses on the hot path instead of running the general Schema interpreter.
+ * @internal
+ */
+import { Effect, Schema, SchemaIssue, SchemaTransformation } from "effect"
+import type { Box } from "../Box.ts"
+
+/**
+ * Thrown (not returned) by fast codecs when a value cannot be encoded or decoded. Cheap to create; the
+ * command layer turns it into a typed `ArgumentError` naming the key.
+ */
+export class CodecFailure {
+  readonly reason: string
+  constructor(reason: string) {
+    this.reason = reason
+  }
+}
+
+/** Synchronous encoder/decoder pair of one argument type. Both throw `CodecFailure`. */
+export interface FastCodec<A> {
+  readonly name: string
+  readonly encode: (value: A) => Uint8Array
+  readonly decode: (bytes: Uint8Array) => A
+}
+
+const registry = new WeakMap<object, FastCodec<any>>()
+
+/** Any Schema whose encoded side is bytes: what an argument is. */
+export type AnyArgument = Schema.Codec<any, Uint8Array, never, never>
+
+/** The fast codec of an argument schema; schemas built elsewhere fall back to the Schema interpreter. */
+export const fastCodecOf = (schema: AnyArgument): FastCodec<any> => {
+  const found = registry.get(schema)
+  if (found) return found
+  const decode = Schema.decodeUnknownExit(schema)
+  const encode = Schema.encodeUnknownExit(schema)
+  const codec: FastCodec<any> = {
+    name: String(schema.ast._tag),
+    decode: (bytes) => {
+      const exit = decode(bytes)
+      if (exit._tag === "Success") return exit.value
+      throw new CodecFailure(issueText(exit.cause))
+    },
+    encode: (value) => {
+      const exit = encode(value)
+      if (exit._tag === "Success") return exit.value
+      throw new CodecFailure(issueText(exit.cause))
+    }
+  }
+  registry.set(schema, codec)
+  return codec
+}
+
+const issueText = (cause: unknown): string => {
+  const text = String(cause)
+  return text.length > 500 ? text.slice(0, 500) + "…" : text
+}
+
+/** Registers the fast codec of a schema built by `makeArgument`. */
+export const register = <S extends object>(schema: S, codec: FastCodec<any>): S => {
+  registry.set(schema, codec)
+  return schema
+}
+
+/**
+ * Builds an argument type from synchronous encode/decode functions (which throw `CodecFailure`) and the
+ * Schema of the decoded value. The result is a genuine `Schema.Codec<A, Uint8Array>`.
+ */
+export const makeArgument = <A, S extends Schema.Codec<A, A, never, never>>(options: {
+  readonly name: string
+  readonly type: S
+  readonly encode: (value: A) => Uint8Array
+  readonly decode: (bytes: Uint8Array) => A
+}): Schema.decodeTo<S, Schema.Uint8Array> => {
+  const fail = (input: unknown, e: unknown) =>
+    Effect.fail(
+      new SchemaIssue.InvalidValue(
+        { message: e instanceof CodecFailure ? `${options.name}: ${e.reason}` : `${options.name}: ${String(e)}` },
+        input
+      )
+    )
+  const transformation = SchemaTransformation.transformEffect<A, Uint8Array>({
+    decode: (bytes) => {
+      try {
+        return Effect.succeed(options.decode(bytes))
+      } catch (e) {
+        return fail(bytes, e)
+      }
+    },
+    encode: (value) => {
+      try {
+        return Effect.succeed(options.encode(value))
+      } catch (e) {
+        return fail(value, e)
+      }
+    }
+  })
+  const schema = Schema.Uint8Array.pipe(Schema.decodeTo(options.type, transformation))
+  return register(schema, { name: options.name, encode: options.encode, decode: options.decode })
+}
+
+/** One field of a compiled field set. */
+interface CompiledField {
+  readonly key: string
+  readonly optional: boolean
+  readonly codec: FastCodec<any>
+}
+
+/** The fields of a command's arguments or response, compiled once into a fast box codec. */
+export interface FieldsCodec {
+  readonly keys: ReadonlyArray<string>
+  /** Writes every present field into `into`; throws `FieldFailure`. */
+  readonly encode: (value: Readonly<Record<string, unknown>>, into: Map<string, Uint8Array>) => void
+  /** Reads the declared fields of `box` (extra keys ignored); throws `FieldFailure`. */
+  readonly decode: (box: Box) => Record<string, unknown>
+}
+
+/** A failure of one named field. */
+export class FieldFailure {
+  readonly key: string
+  readonly reason: string
+  constructor(key: string, reason: string) {
+    this.key = key
+    this.reason = reason
+  }
+}
+
+const isOptionalKey = (field: unknown): field is Schema.optionalKey<AnyArgument> =>
+  (typeof field === "object" || typeof field === "function") && field !== null &&
+  (field as any).ast?.context?.isOptional === true && "schema" in (field as object)
+
+/** Compiles a record of argument schemas (or `Schema.optionalKey` of them). */
+export const compileFields = (fields: Readonly<Record<string, unknown>>): FieldsCodec => {
+  const compiled: Array<CompiledField> = []
+  for (const key of Object.keys(fields)) {
+    const field = fields[key]
+    if (isOptionalKey(field)) {
+      compiled.push({ key, optional: true, codec: fastCodecOf(field.schema) })
+    } else {
+      compiled.push({ key, optional: false, codec: fastCodecOf(field as AnyArgument) })
+    }
+  }
+  const n = compiled.length
+  return {
+    keys: compiled.map((f) => f.key),
+    encode: (value, into) => {
+      for (let i = 0; i < n; i++) {
+        const f = compiled[i]!
+        const v = value[f.key]
+        if (v === undefined) {
+          if (f.optional) continue
+          throw new FieldFailure(f.key, "missing required argument")
+        }
+        try {
+          into.set(f.key, f.codec.encode(v))
+        } catch (e) {
+          throw new FieldFailure(f.key, e instanceof CodecFailure ? e.reason : String(e))
+        }
+      }
+    },
+    decode: (box) => {
+      const out: Record<string, unknown> = {}
+      for (let i = 0; i < n; i++) {
+        const f = compiled[i]!
+        const bytes = box.get(f.key)
+        if (bytes === undefined) {
+          if (f.optional) continue
+          throw new FieldFailure(f.key, "missing required key")
+        }
+        try {
+          out[f.key] = f.codec.decode(bytes)
+        } catch (e) {
+          throw new FieldFailure(f.key, e instanceof CodecFailure ? e.reason : String(e))
+        }
+      }
+      return out
+    }
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Byte helpers shared by the codec layers. Private to effect-amp.
+ * @internal
+ */
+
+/** Decodes bytes as latin1 (one character per byte): the lossless bytes → string mapping used for keys. */
+export const latin1 = (bytes: Uint8Array, start: number, end: number): string => {
+  const len = end - start
+  if (len <= 32) {
+    let s = ""
+    for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i]!)
+    return s
+  }
+  let s = ""
+  for (let i = start; i < end; i += 4096) {
+    s += String.fromCharCode.apply(null, Array.from(bytes.subarray(i, Math.min(end, i + 4096))))
+  }
+  return s
+}
+
+/** Encodes a latin1 string (every char ≤ U+00FF) to bytes. */
+export const fromLatin1 = (s: string): Uint8Array => {
+  const out = new Uint8Array(s.length)
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i)
+  return out
+}
+
+/** Python's `repr(bytes)`, e.g. `b'WTF'`, `b"it's"` (Twisted's `UNHANDLED` description uses it). */
+export const pyBytesRepr = (buf: Uint8Array): string => {
+  const quote = buf.includes(0x27) && !buf.includes(0x22) ? 0x22 : 0x27
+  let s = "b" + String.fromCharCode(quote)
+  for (const c of buf) {
+    if (c === quote || c === 0x5c) s += "\\" + String.fromCharCode(c)
+    else if (c === 0x09) s += "\\t"
+    else if (c === 0x0a) s += "\\n"
+    else if (c === 0x0d) s += "\\r"
+    else if (c < 0x20 || c >= 0x7f) s += "\\x" + c.toString(16).padStart(2, "0")
+    else s += String.fromCharCode(c)
+  }
+  return s + String.fromCharCode(quote)
+}
+
+const asciiDecoder = new TextDecoder("latin1") // windows-1252 in WHATWG terms: identical to ASCII for the bytes it is used on
+/** Decodes bytes known to be ASCII (numbers, booleans) to a string. */
+export const asciiString = (bytes: Uint8Array): string => bytes.length <= 32 ? latin1(bytes, 0, bytes.length) : asciiDecoder.decode(bytes)
+
+/** Encodes an ASCII string to bytes (callers guarantee ASCII). */
+export const asciiBytes = fromLatin1
+
+/** Strict UTF-8 decoder: invalid sequences (and encoded surrogates) throw a TypeError. */
+export const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+/** Lenient UTF-8 decoder (U+FFFD for invalid sequences), like Python's `decode("utf-8", "replace")`. */
+export const utf8Replace = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true })
+export const utf8Encoder = new TextEncoder()
+
+/** True if `s` has an unpaired surrogate (Python's strict UTF-8 encoder refuses it). */
+export const hasLoneSurrogate = (s: string): boolean => !s.isWellFormed()
+
+/** Byte equality. */
+export const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
