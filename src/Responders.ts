@@ -1,0 +1,176 @@
+/**
+ * Responders: the handlers a connection runs for incoming commands, assembled into a Layer (in the
+ * manner of effect's `RpcGroup.toLayer`). Each handler is an Effect that receives the decoded arguments
+ * and returns the response; it may fail with the command's declared errors (sent as error boxes) and
+ * may require services, which the Layer captures when it is built. `Dispatcher` (to call the peer back
+ * on the same connection) and `ConnectionInfo` are provided per connection.
+ *
+ * Outcomes, as in Twisted: a declared error → error box, connection stays open; a fatal error → error
+ * box, then the connection is closed; any other failure or defect → `UNKNOWN` / `Unknown Error`, then
+ * the connection is closed; undecodable arguments → `UNKNOWN` and close; an unknown command →
+ * `UNHANDLED` (`Unhandled Command: b'…'`), the connection stays open.
+ *
+ * @example
+ * ```ts
+ * import { Responders } from "effect-amp"
+ * import { Effect } from "effect"
+ * // Sum and Divide defined with Command.make
+ * const Handlers = Responders.layer(
+ *   Responders.handle(Sum, ({ a, b }) => Effect.succeed({ total: a + b })),
+ *   Responders.handle(Divide, ({ numerator, denominator }) =>
+ *     denominator === 0n
+ *       ? Effect.fail(new DivideByZero({ message: "division by zero" }))
+ *       : Effect.succeed({ result: Number(numerator) / Number(denominator) }))
+ * )
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer } from "effect"
+import type { Box } from "./Box.ts"
+import type * as Command from "./Command.ts"
+import type { ConnectionInfo } from "./ConnectionInfo.ts"
+import type { Dispatcher } from "./Dispatcher.ts"
+
+/**
+ * A typed handler for one command.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Handler<C extends Command.Any, R> {
+  readonly _tag: "Handler"
+  readonly command: C
+  readonly handle: (args: Command.Arguments<C>) => Effect.Effect<Command.Response<C>, Command.Error<C>, R>
+}
+
+/**
+ * An error a raw handler may fail with to send a specific error box.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RawError {
+  readonly code: string
+  readonly description: string
+  readonly fatal?: boolean | undefined
+}
+
+/**
+ * A raw handler: it receives the whole request box (including `_command` and `_ask`) and returns the
+ * answer box (the `_answer` key is added for it). Like Twisted's `amp_NAME` responders.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RawHandler<R> {
+  readonly _tag: "RawHandler"
+  readonly name: string
+  readonly handle: (box: Box) => Effect.Effect<Box, RawError, R>
+}
+
+/**
+ * Either kind of handler.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Any = Handler<any, any> | RawHandler<any>
+
+/**
+ * Builds a typed handler.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const handle = <C extends Command.Any, R = never>(
+  command: C,
+  handle: (args: Command.Arguments<C>) => Effect.Effect<Command.Response<C>, Command.Error<C>, R>
+): Handler<C, R> => ({ _tag: "Handler", command, handle })
+
+/**
+ * Builds a raw handler for a command name.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const raw = <R = never>(
+  name: string,
+  handle: (box: Box) => Effect.Effect<Box, RawError, R>
+): RawHandler<R> => ({ _tag: "RawHandler", name, handle })
+
+/**
+ * The services a set of handlers needs, minus the per-connection ones.
+ *
+ * @since 0.1.0
+ * @category type-level
+ */
+export type Services<H extends Any> = Exclude<
+  H extends Handler<any, infer R> ? R : H extends RawHandler<infer R> ? R : never,
+  Dispatcher | ConnectionInfo
+>
+
+/**
+ * The handlers of a connection, with the services they captured.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Responders extends Context.Service<Responders, {
+  readonly handlers: ReadonlyMap<string, Any>
+  /** Services captured when the responders were built; provided to every handler fiber. */
+  readonly context: Context.Context<never>
+}>()("effect-amp/Responders") {}
+
+/**
+ * Builds the responders value from handlers, capturing the services they need. Later handlers for the
+ * same command name replace earlier ones (Twisted's responder overriding).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <const H extends ReadonlyArray<Any>>(
+  ...handlers: H
+): Effect.Effect<Responders["Service"], never, Services<H[number]>> =>
+  Effect.map(Effect.context<Services<H[number]>>(), (context) => {
+    const map = new Map<string, Any>()
+    for (const h of handlers) map.set(h._tag === "Handler" ? h.command.name : h.name, h)
+    return { handlers: map, context: context as Context.Context<never> }
+  })
+
+/**
+ * A Layer providing `Responders` from handlers.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <const H extends ReadonlyArray<Any>>(
+  ...handlers: H
+): Layer.Layer<Responders, never, Services<H[number]>> => Layer.effect(Responders, make(...handlers))
+
+/**
+ * No responders: every incoming command is answered `UNHANDLED`. What a pure client uses.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const empty: Layer.Layer<Responders> = Layer.succeed(Responders, {
+  handlers: new Map(),
+  context: Context.empty() as Context.Context<never>
+})
+
+/**
+ * Combines responders; on a name collision the later one wins.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const merge = (...all: ReadonlyArray<Responders["Service"]>): Responders["Service"] => {
+  const handlers = new Map<string, Any>()
+  let context = Context.empty() as Context.Context<never>
+  for (const r of all) {
+    for (const [k, v] of r.handlers) handlers.set(k, v)
+    context = Context.merge(context, r.context)
+  }
+  return { handlers, context }
+}
