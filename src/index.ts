@@ -1,0 +1,17 @@
+/**
+ * effect-amp: AMP (Twisted's Asynchronous Messaging Protocol) for Effect.
+ *
+ * Layers, bottom to top: `Box` (wire codec) → `Argument` / `Command` (typed arguments and commands)
+ * → `Dispatcher` / `Responders` (calls and handlers) → `Connection`, `Client`, `Server` (transports).
+ *
+ * @since 0.1.0
+ */
+export * as AmpError from "./AmpError.ts"
+export * as Box from "./Box.ts"
+export * as Client from "./Client.ts"
+export * as Command from "./Command.ts"
+export * as Connection from "./Connection.ts"
+export * as ConnectionInfo from "./ConnectionInfo.ts"
+export * as Dispatcher from "./Dispatcher.ts"
+export * as Responders from "./Responders.ts"
+export * as Server from "./Server.ts"
