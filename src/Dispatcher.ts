@@ -20,7 +20,7 @@ import {
   type ArgumentError,
   ConnectionLost,
   ProtocolError,
-  type ProtocolSwitched,
+  ProtocolSwitched,
   type UnhandledCommand,
   type UnknownRemoteError
 } from "./AmpError.ts"
@@ -153,6 +153,50 @@ export interface Handle {
   readonly failAll: (reason: string) => Effect.Effect<void>
   /** Waits until no handler is running. */
   readonly awaitHandlers: Effect.Effect<void>
+  /**
+   * Sends a request box and waits for its answer or error box. `beforeSend` receives the tag before
+   * the box is queued (the connection uses it to act on the answer inline).
+   */
+  readonly request: (box: Map<string, Uint8Array>, beforeSend: (tag: string) => void) => Effect.Effect<Box, CallError>
+  /** Sends the outcome of a responder for a request with tag `ask` (or none), and closes if needed. */
+  readonly finish: (ask: Uint8Array | undefined, name: string, outcome: Outcome) => Effect.Effect<void>
+  /** After a protocol switch: every later call fails with `ProtocolSwitched`. */
+  readonly markSwitched: Effect.Effect<void>
+}
+
+/**
+ * The result of running a responder.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Outcome =
+  | { readonly _tag: "Answer"; readonly box: Map<string, Uint8Array> }
+  | { readonly _tag: "Error"; readonly code: string; readonly description: string; readonly fatal: boolean }
+  | { readonly _tag: "Unknown"; readonly reason: string }
+
+/**
+ * Maps a responder's failure to the outcome Twisted would produce: a declared error → its code; anything
+ * else → `UNKNOWN` (and a close).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const failureOutcome = (command: Command.Any, cause: import("effect").Cause.Cause<unknown>): Outcome => {
+  for (const reason of cause.reasons) {
+    if (reason._tag === "Fail") {
+      const found = Command.errorCodeFor(command, reason.error)
+      if (found !== undefined) {
+        return {
+          _tag: "Error",
+          code: found.code,
+          description: String((reason.error as { message?: unknown }).message ?? ""),
+          fatal: found.fatal
+        }
+      }
+    }
+  }
+  return { _tag: "Unknown", reason: String(cause) }
 }
 
 const latin1Of = (bytes: Uint8Array): string => latin1(bytes, 0, bytes.length)
@@ -161,11 +205,6 @@ const tagBytes = (tag: string): Uint8Array => {
   for (let i = 0; i < tag.length; i++) out[i] = tag.charCodeAt(i)
   return out
 }
-
-type Outcome =
-  | { readonly _tag: "Answer"; readonly box: Map<string, Uint8Array> }
-  | { readonly _tag: "Error"; readonly code: string; readonly description: string; readonly fatal: boolean }
-  | { readonly _tag: "Unknown"; readonly reason: string }
 
 /**
  * Creates a dispatcher over an outbox. Handler fibers live in the given scope (closing it interrupts
@@ -184,6 +223,7 @@ export const make = Effect.fnUntraced(function*(
   // the map inside the Ref is owned by this dispatcher and mutated in place (single-threaded JS)
   const pending = Ref.getUnsafe(outstanding)
   let closedReason: string | undefined
+  let switched = false
   let counter = 0
   const nextTag = (): string => (++counter).toString(16)
   const handlerSlots = yield* Semaphore.make(options?.maxConcurrentHandlers ?? DEFAULT_MAX_CONCURRENT_HANDLERS)
@@ -192,16 +232,20 @@ export const make = Effect.fnUntraced(function*(
     : undefined
   const handlers = yield* FiberSet.make<void, never>()
 
-  const lost = () => new ConnectionLost({ reason: closedReason ?? "closed" })
+  const lost = (): ConnectionLost | ProtocolSwitched =>
+    switched
+      ? new ProtocolSwitched({ reason: "This connection has switched: no AMP traffic allowed." })
+      : new ConnectionLost({ reason: closedReason ?? "closed" })
 
   // --- calling -------------------------------------------------------------------------------------
 
   /** Sends a request box and waits for the raw answer/error box. */
-  const ask = (box: Map<string, Uint8Array>): Effect.Effect<Box, CallError> =>
+  const ask = (box: Map<string, Uint8Array>, beforeSend?: (tag: string) => void): Effect.Effect<Box, CallError> =>
     Effect.suspend(() => {
-      if (closedReason !== undefined) return Effect.fail(lost())
+      if (closedReason !== undefined || switched) return Effect.fail(lost())
       const tag = nextTag()
       box.set(Command.ASK, tagBytes(tag))
+      if (beforeSend !== undefined) beforeSend(tag)
       const deferred = Deferred.makeUnsafe<Box, ConnectionLost>()
       pending.set(tag, deferred)
       return outbox.send(box).pipe(
@@ -212,7 +256,7 @@ export const make = Effect.fnUntraced(function*(
 
   const tell = (box: Map<string, Uint8Array>): Effect.Effect<void, CallError> =>
     Effect.suspend(() => {
-      if (closedReason !== undefined) return Effect.fail(lost())
+      if (closedReason !== undefined || switched) return Effect.fail(lost())
       nextTag() // Twisted uses up a tag even when no `_ask` is sent
       return outbox.send(box)
     })
@@ -347,22 +391,7 @@ export const make = Effect.fnUntraced(function*(
             }
             return { _tag: "Answer", box: out }
           },
-          onFailure: (cause): Outcome => {
-            for (const reason of cause.reasons) {
-              if (reason._tag === "Fail") {
-                const found = Command.errorCodeFor(command, reason.error)
-                if (found !== undefined) {
-                  return {
-                    _tag: "Error",
-                    code: found.code,
-                    description: String((reason.error as { message?: unknown }).message ?? ""),
-                    fatal: found.fatal
-                  }
-                }
-              }
-            }
-            return { _tag: "Unknown", reason: String(cause) }
-          }
+          onFailure: (cause): Outcome => failureOutcome(command, cause)
         })
       )
     })
@@ -406,7 +435,11 @@ export const make = Effect.fnUntraced(function*(
         fatal: false
       })
     }
-    const run = handler._tag === "Handler" ? runTyped(handler, box) : runRaw(handler, box)
+    const run = handler._tag === "Handler"
+      ? runTyped(handler, box)
+      : handler._tag === "RawHandler"
+      ? runRaw(handler, box)
+      : Effect.succeed<Outcome>({ _tag: "Unknown", reason: "protocol switch commands need a connection" })
     return Effect.flatMap(handlerSlots.take(1), () =>
       Effect.sync(() => {
         fork(
@@ -442,7 +475,15 @@ export const make = Effect.fnUntraced(function*(
     service,
     receive,
     failAll,
-    awaitHandlers: FiberSet.awaitEmpty(handlers)
+    awaitHandlers: FiberSet.awaitEmpty(handlers),
+    request: (box, beforeSend) => ask(box, beforeSend),
+    finish,
+    markSwitched: Effect.sync(() => {
+      switched = true
+      const error = new ConnectionLost({ reason: "protocol switched" })
+      for (const deferred of pending.values()) Deferred.doneUnsafe(deferred, Exit.fail(error))
+      pending.clear()
+    })
   } satisfies Handle
 })
 

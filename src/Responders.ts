@@ -70,12 +70,31 @@ export interface RawHandler<R> {
 }
 
 /**
- * Either kind of handler.
+ * A responder for a protocol-switch command (see `ProtocolSwitch.handle`): it returns the protocol to
+ * switch to. The connection runs it inline (no other box is read until it has decided).
  *
  * @since 0.1.0
  * @category models
  */
-export type Any = Handler<any, any> | RawHandler<any>
+export interface SwitchHandler<C extends Command.Any, R> {
+  readonly _tag: "SwitchHandler"
+  readonly command: C
+  readonly handle: (
+    args: Command.Arguments<C>
+  ) => Effect.Effect<
+    (io: { readonly socket: import("effect/socket/Socket").Socket; readonly info: import("./ConnectionInfo.ts").Snapshot }) => Effect.Effect<void, unknown, R>,
+    Command.Error<C>,
+    R
+  >
+}
+
+/**
+ * Any kind of handler.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Any = Handler<any, any> | RawHandler<any> | SwitchHandler<any, any>
 
 /**
  * Builds a typed handler.
@@ -106,7 +125,8 @@ export const raw = <R = never>(
  * @category type-level
  */
 export type Services<H extends Any> = Exclude<
-  H extends Handler<any, infer R> ? R : H extends RawHandler<infer R> ? R : never,
+  H extends Handler<any, infer R> ? R : H extends RawHandler<infer R> ? R : H extends SwitchHandler<any, infer R> ? R
+    : never,
   Dispatcher | ConnectionInfo
 >
 
@@ -134,7 +154,7 @@ export const make = <const H extends ReadonlyArray<Any>>(
 ): Effect.Effect<Responders["Service"], never, Services<H[number]>> =>
   Effect.map(Effect.context<Services<H[number]>>(), (context) => {
     const map = new Map<string, Any>()
-    for (const h of handlers) map.set(h._tag === "Handler" ? h.command.name : h.name, h)
+    for (const h of handlers) map.set(h._tag === "RawHandler" ? h.name : h.command.name, h)
     return { handlers: map, context: context as Context.Context<never> }
   })
 
