@@ -118,7 +118,7 @@ export const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
   return yield* Connection.make(socket, {
     ...options,
     info: { ...describe(raw, options.path !== undefined ? "unix" : "tcp", options.path), ...options.info }
-  }).pipe(Effect.mapError((error) => new ConnectError({ address: addressText(options), reason: error.message })))
+  }, { role: "client", raw, host: options.path !== undefined ? undefined : options.host ?? "127.0.0.1" }).pipe(Effect.mapError((error) => new ConnectError({ address: addressText(options), reason: error.message })))
 })
 
 /**

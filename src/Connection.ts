@@ -1,7 +1,8 @@
 /**
  * An AMP connection over an `effect/socket` Socket: the read loop (socket chunks → box Stream →
- * dispatcher), the batched writer, and the lifecycle. A connection lives in a Scope: closing the scope
- * closes the socket and fails every outstanding call with `ConnectionLost`.
+ * dispatcher), the batched writer, the lifecycle, and the two transitions of the socket's phase:
+ * StartTLS (plain → TLS) and protocol switches (AMP → another protocol). A connection lives in a Scope:
+ * closing the scope closes the socket and fails every outstanding call with `ConnectionLost`.
  *
  * - Reads are pulled: the next chunk is read only when the previous boxes were dispatched, and the
  *   dispatcher waits for a handler slot when `maxConcurrentHandlers` are busy, so a flood of commands
@@ -12,16 +13,27 @@
  * - Ends, as in Twisted: a protocol error (unknown answer tag, empty box, …) aborts at once; a key
  *   longer than 255 bytes, an `UNKNOWN` error answer or a fatal error closes after flushing what is
  *   queued; `close({ graceful: true })` stops reading, lets running handlers answer, flushes, then closes.
+ * - Each phase of the socket (plain AMP, TLS AMP, switched) holds its reader and writer in scopes of its
+ *   own; a transition closes the old phase's scopes (reader first, so the socket is not half-closed)
+ *   and acquires the next phase over the same underlying stream.
  *
  * @since 0.1.0
  */
-import { Deferred, Effect, Exit, Fiber, Queue, Schema, Scope, Stream } from "effect"
+import { Context, Deferred, Effect, Exit, Fiber, Queue, Schema, Scope, Stream } from "effect"
 import * as Socket from "effect/socket/Socket"
-import { ConnectionLost, type ProtocolError, ProtocolSwitched } from "./AmpError.ts"
+import type * as Net from "node:net"
+import type { Duplex } from "node:stream"
+import * as Tls from "node:tls"
+import { ArgumentError, ConnectionLost, type ProtocolError, ProtocolSwitched } from "./AmpError.ts"
 import * as Box from "./Box.ts"
+import * as Command from "./Command.ts"
 import { ConnectionInfo, type Snapshot } from "./ConnectionInfo.ts"
 import * as Dispatcher from "./Dispatcher.ts"
-import type { Responders } from "./Responders.ts"
+import { latin1 } from "./internal/bytes.ts"
+import { destroy, wrapDuplex } from "./internal/node.ts"
+import type { SwitchedSocket } from "./ProtocolSwitch.ts"
+import { Responders, type SwitchHandler } from "./Responders.ts"
+import { OnlyOneTLS, StartTLS, TLS_UNAVAILABLE, TlsError, type TlsOptions } from "./StartTLS.ts"
 
 /**
  * Why a connection ended.
@@ -34,7 +46,7 @@ export class ConnectionEnded extends Schema.TaggedError<ConnectionEnded>()("Conn
   reason: Schema.String,
   /** Whether we ended it (a local close, a fatal error we sent, a protocol violation by the peer). */
   local: Schema.Boolean,
-  /** The typed error behind it, when there is one (ProtocolError, FramingError, SocketError). */
+  /** The typed error behind it, when there is one (ProtocolError, FramingError, TlsError, SocketError). */
   cause: Schema.optional(Schema.Unknown)
 }) {
   override get message(): string {
@@ -55,6 +67,26 @@ export interface Options extends Dispatcher.Options {
   readonly closeTimeoutMillis?: number | undefined
   /** Transport description for `ConnectionInfo` (addresses, TLS). */
   readonly info?: Partial<Snapshot> | undefined
+  /**
+   * TLS material used when the peer sends StartTLS (and the defaults for `startTLS`). Without `key` and
+   * `cert` an incoming StartTLS is answered with the error `TLS_UNAVAILABLE`, unless we are the TLS client.
+   */
+  readonly tls?: TlsOptions | undefined
+}
+
+/**
+ * Internal options set by the transports.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TransportOptions {
+  /** Which end of the underlying stream we are: decides the TLS role. */
+  readonly role: "client" | "server"
+  /** The Node stream under the socket: needed for StartTLS and protocol switches. */
+  readonly raw?: Duplex | undefined
+  /** The host we connected to (default TLS server name for hostname checks). */
+  readonly host?: string | undefined
 }
 
 /**
@@ -75,6 +107,21 @@ export interface Connection {
    * flush, then close (bounded by `closeTimeoutMillis`).
    */
   readonly close: (options?: { readonly graceful?: boolean | undefined }) => Effect.Effect<void>
+  /**
+   * Sends `StartTLS` and upgrades the connection (see the `StartTLS` module). Options are merged over
+   * the connection's `tls` options. Boxes sent meanwhile are held and go out through TLS.
+   */
+  readonly startTLS: (
+    options?: TlsOptions
+  ) => Effect.Effect<void, OnlyOneTLS | TlsError | Dispatcher.CallError>
+  /**
+   * Sends a protocol-switch command; on success AMP stops and the returned socket carries the next
+   * protocol (see the `ProtocolSwitch` module).
+   */
+  readonly switchProtocol: <C extends Command.Any>(
+    command: C,
+    args: Command.Arguments<C>
+  ) => Effect.Effect<SwitchedSocket, Command.Error<C> | Dispatcher.CallError>
 }
 
 type Mode = "abort" | "flush" | "graceful"
@@ -83,64 +130,252 @@ interface EndRequest {
   readonly end: ConnectionEnded
 }
 
+/** A marker in the send queue: the writer stops there until released (StartTLS and switches). */
+class Hold {
+  readonly reached = Deferred.makeUnsafe<void>()
+  readonly release = Deferred.makeUnsafe<boolean>()
+}
+
+interface Phase {
+  readonly pull: Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError>
+  readonly writer: Socket.Writer
+  readonly readerScope: Scope.Closeable
+  readonly writerScope: Scope.Closeable
+}
+
+interface Batch {
+  readonly bytes: Uint8Array
+  readonly boxes: Array<Box.Box>
+  readonly ends: Array<number>
+  readonly error: Box.FramingError | undefined
+}
+
+/** What an inline transition did: go on with the rest of the batch, or stop (the bytes left are not AMP). */
+type Step = "continue" | "stop"
+
 const textEncoder = new TextEncoder()
 const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? textEncoder.encode(chunk) : chunk
+
+const socketErrorText = (error: Socket.SocketError): string => {
+  const cause = (error.reason as { cause?: unknown }).cause
+  return cause instanceof Error ? `${error.message}: ${cause.message}` : error.message
+}
 
 const isCleanClose = (error: Socket.SocketError): boolean =>
   error.reason._tag === "SocketCloseError" && (error.reason as { code?: number }).code === 1000
 
+const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
+  const nonEmpty = parts.filter((p) => p.length > 0)
+  if (nonEmpty.length === 0) return new Uint8Array(0)
+  if (nonEmpty.length === 1) return nonEmpty[0]!
+  let size = 0
+  for (const p of nonEmpty) size += p.length
+  const out = new Uint8Array(size)
+  let pos = 0
+  for (const p of nonEmpty) {
+    out.set(p, pos)
+    pos += p.length
+  }
+  return out
+}
+
+const pemList = (value: TlsOptions["ca"]): Array<string | Buffer> | undefined =>
+  value === undefined
+    ? undefined
+    : (Array.isArray(value) ? value : [value]).map((v: string | Uint8Array) => typeof v === "string" ? v : Buffer.from(v))
+const pem = (value: string | Uint8Array | undefined): string | Buffer | undefined =>
+  value === undefined ? undefined : typeof value === "string" ? value : Buffer.from(value)
+
 /**
- * Runs AMP over a socket, in the current scope, with the `Responders` from the context.
+ * Runs the TLS handshake over `raw` in the given role.
+ * @internal
+ */
+export const handshake = (
+  raw: Duplex,
+  role: "client" | "server",
+  options: TlsOptions,
+  host: string | undefined
+): Effect.Effect<Tls.TLSSocket, TlsError> =>
+  Effect.callback<Tls.TLSSocket, TlsError>((resume) => {
+    let tls: Tls.TLSSocket
+    const verify = options.verify !== false
+    try {
+      const secureContext = Tls.createSecureContext({
+        key: pem(options.key),
+        cert: pem(options.cert),
+        ca: pemList(options.ca),
+        passphrase: options.passphrase,
+        minVersion: options.minVersion ?? "TLSv1.2"
+      })
+      if (role === "server") {
+        if (options.key === undefined || options.cert === undefined) {
+          resume(Effect.fail(new TlsError({ reason: "the TLS server side needs a key and a certificate" })))
+          return
+        }
+        const requireCert = options.requireClientCert === true
+        tls = new Tls.TLSSocket(raw as Net.Socket, {
+          isServer: true,
+          secureContext,
+          requestCert: requireCert || options.requestClientCert === true,
+          rejectUnauthorized: requireCert && verify
+        })
+      } else {
+        const servername = options.servername ?? host
+        const isIp = servername !== undefined && /^[0-9.]+$|:/.test(servername)
+        tls = Tls.connect({
+          socket: raw as Net.Socket,
+          secureContext,
+          host: servername,
+          ...(servername !== undefined && !isIp ? { servername } : {}),
+          rejectUnauthorized: verify,
+          ...(options.checkHostname === false ? { checkServerIdentity: () => undefined } : {})
+        })
+      }
+    } catch (cause) {
+      resume(Effect.fail(new TlsError({ reason: cause instanceof Error ? cause.message : String(cause) })))
+      return
+    }
+    const event = role === "server" ? "secure" : "secureConnect"
+    const timer = setTimeout(
+      () => fail(new Error(`no handshake within ${options.handshakeTimeoutMillis ?? 10_000} ms`)),
+      options.handshakeTimeoutMillis ?? 10_000
+    )
+    function cleanup() {
+      clearTimeout(timer)
+      tls.off(event, succeed)
+      tls.off("error", fail)
+      tls.off("close", onClose)
+    }
+    function succeed() {
+      cleanup()
+      if (role === "server") {
+        // a standalone server-side TLSSocket does not set `authorized` (only tls.Server does): read the
+        // verification result the same way Node's server does
+        const requested = options.requireClientCert === true || options.requestClientCert === true
+        const verifyError = requested
+          ? (tls as unknown as { _handle?: { verifyError?: () => Error | null } })._handle?.verifyError?.()
+          : undefined
+        if (requested && (verifyError === undefined || verifyError === null)) {
+          tls.authorized = true
+        } else if (verifyError) {
+          tls.authorizationError = verifyError as unknown as Error
+          if (options.requireClientCert === true && verify) {
+            tls.destroy()
+            resume(Effect.fail(new TlsError({ reason: `client certificate rejected: ${verifyError.message}` })))
+            return
+          }
+        }
+      }
+      tls.on("error", () => {}) // later errors surface through the reader
+      resume(Effect.succeed(tls))
+    }
+    function fail(cause: Error) {
+      cleanup()
+      tls.destroy()
+      resume(Effect.fail(new TlsError({ reason: cause.message })))
+    }
+    function onClose() {
+      fail(new Error("the peer closed the connection during the TLS handshake"))
+    }
+    tls.once(event, succeed)
+    tls.once("error", fail)
+    tls.once("close", onClose)
+    return Effect.sync(() => {
+      cleanup()
+      tls.destroy()
+    })
+  })
+
+/**
+ * Runs AMP over a socket, in the current scope, with the `Responders` from the context. StartTLS and
+ * protocol switches need the transport's Node stream (`transport.raw`); `Client` and `Server` pass it.
  *
  * @example
  * ```ts
- * import { Connection, Responders } from "effect-amp"
- * import { NodeSocket } from "@effect/platform-node"
+ * import { Connection, MemorySocket, Responders } from "effect-amp"
  * import { Effect } from "effect"
  *
  * const program = Effect.gen(function*() {
- *   const socket = yield* NodeSocket.makeNet({ host: "127.0.0.1", port: 7001 })
- *   const connection = yield* Connection.make(socket)
- *   return yield* connection.dispatcher.callRemote(Sum, { a: 1n, b: 2n })
- * }).pipe(Effect.scoped, Effect.provide(Responders.empty))
+ *   const [a, b] = yield* MemorySocket.pair
+ *   yield* Connection.make(b).pipe(Effect.provide(Handlers))
+ *   const client = yield* Connection.make(a).pipe(Effect.provide(Responders.empty))
+ *   return yield* client.dispatcher.callRemote(Sum, { a: 1n, b: 2n })
+ * }).pipe(Effect.scoped)
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = Effect.fnUntraced(function*(socket: Socket.Socket, options?: Options) {
+export const make = Effect.fnUntraced(function*(
+  socket: Socket.Socket,
+  options?: Options,
+  transport?: TransportOptions
+) {
   const scope = yield* Effect.scope
+  const responders = yield* Responders
+  const role = transport?.role ?? "client"
+  let raw: Duplex | undefined = transport?.raw
   const endRequest = yield* Deferred.make<EndRequest>()
   const ended = yield* Deferred.make<ConnectionEnded>()
   let state: "open" | "closing" | "closed" = "open"
+  let locked = false // a protocol switch is pending or done: AMP sends fail
+  let tlsState: "none" | "starting" | "on" = options?.info?.tls === true ? "on" : "none"
+  // true from the TLS handshake until the first byte over TLS: a close in between means the peer
+  // rejected us (with TLS 1.3 a client learns that its certificate was refused only after the handshake)
+  let justStartedTls = false
 
-  const infoSnapshot: Snapshot = { transport: "unknown", tls: false, ...options?.info }
+  let infoSnapshot: Snapshot = { transport: "unknown", ...options?.info, tls: tlsState === "on" }
   const info: ConnectionInfo["Service"] = { get: Effect.sync(() => infoSnapshot) }
 
-  // The reader is acquired first: it opens the socket (and the writer waits for it).
-  const ioScope = yield* Scope.fork(scope)
-  const reader = yield* Scope.provide(socket.reader, ioScope)
-  const writer = yield* Scope.provide(socket.writer, ioScope)
+  const acquirePhase = (s: Socket.Socket) =>
+    Effect.gen(function*() {
+      // the reader opens the socket (the writer waits for it); each in its own scope so that the reader
+      // can be released first (releasing the writer first would half-close the socket)
+      const readerScope = yield* Scope.fork(scope)
+      const writerScope = yield* Scope.fork(scope)
+      const reader = yield* Scope.provide(s.reader, readerScope)
+      const writer = yield* Scope.provide(s.writer, writerScope)
+      return { pull: reader.pull, writer, readerScope, writerScope } satisfies Phase
+    })
+  const releasePhase = (p: Phase) =>
+    Effect.andThen(Scope.close(p.readerScope, Exit.void), Scope.close(p.writerScope, Exit.void))
 
-  const queue = yield* Queue.bounded<Box.Box, import("effect").Cause.Done>(options?.maxQueuedBoxes ?? 1024)
+  let phase: Phase = yield* acquirePhase(socket)
+  let decoder = Box.makeDecoder()
+
+  const queue = yield* Queue.bounded<Box.Box | Hold, import("effect").Cause.Done>(options?.maxQueuedBoxes ?? 1024)
 
   const requestEnd = (mode: Mode, end: ConnectionEnded): Effect.Effect<void> =>
     Effect.sync(() => {
       Deferred.doneUnsafe(endRequest, Exit.succeed({ mode, end }))
     })
 
+  // set by startTLS / switchProtocol just before their box is queued
+  let holdAfterNext: Hold | undefined
+  let lockAfterNext = false
+
   const outbox: Dispatcher.Outbox = {
     send: (box) =>
-      Effect.suspend((): Effect.Effect<void, Box.TooLong | Box.InvalidKey | ConnectionLost> => {
+      Effect.suspend((): Effect.Effect<void, Box.TooLong | Box.InvalidKey | ConnectionLost | ProtocolSwitched> => {
         if (state === "closed") return Effect.fail(new ConnectionLost({ reason: "connection closed" }))
+        if (locked) {
+          return Effect.fail(new ProtocolSwitched({ reason: "This connection has switched: no AMP traffic allowed." }))
+        }
         const size = Box.encodedLength(box)
         if (typeof size !== "number") return Effect.fail(size)
+        const hold = holdAfterNext
+        if (hold !== undefined) {
+          holdAfterNext = undefined
+          if (lockAfterNext) {
+            lockAfterNext = false
+            locked = true
+          }
+          return Effect.asVoid(Queue.offerAll(queue, [box, hold]))
+        }
         return Effect.asVoid(Queue.offer(queue, box))
       }),
-    close: (reason, graceful) =>
-      requestEnd(graceful ? "flush" : "abort", new ConnectionEnded({ reason, local: true }))
+    close: (reason, graceful) => requestEnd(graceful ? "flush" : "abort", new ConnectionEnded({ reason, local: true }))
   }
-  void ProtocolSwitched
 
   const dispatcherScope = yield* Scope.fork(scope)
   const handle = yield* Scope.provide(Dispatcher.make(outbox, info, options), dispatcherScope)
@@ -148,8 +383,23 @@ export const make = Effect.fnUntraced(function*(socket: Socket.Socket, options?:
   // --- writer: batch everything queued, one socket write per batch --------------------------------
   const writeLoop = Effect.gen(function*() {
     while (true) {
-      const boxes = yield* Queue.takeAll(queue)
-      yield* writer.write(Box.encodeAllUnsafe(boxes))
+      const items = yield* Queue.takeAll(queue)
+      let start = 0
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i]!
+        if (item instanceof Hold) {
+          if (i > start) yield* phase.writer.write(Box.encodeAllUnsafe(items.slice(start, i) as Array<Box.Box>))
+          Deferred.doneUnsafe(item.reached, Exit.void)
+          const go = yield* Deferred.await(item.release)
+          if (!go) return
+          start = i + 1
+        }
+      }
+      if (start < items.length) {
+        yield* phase.writer.write(
+          Box.encodeAllUnsafe((start === 0 ? items : items.slice(start)) as Array<Box.Box>)
+        )
+      }
     }
   }).pipe(
     Effect.catchCause((cause) => {
@@ -161,31 +411,211 @@ export const make = Effect.fnUntraced(function*(socket: Socket.Socket, options?:
     })
   )
 
+  // --- transitions --------------------------------------------------------------------------------
+  /** Initiator-side actions keyed by the tag of the request whose answer triggers them. */
+  const transitions = new Map<string, (answer: Box.Box, leftover: () => Uint8Array) => Effect.Effect<Step, ProtocolError>>()
+
+  const handlerContext = Context.merge(
+    responders.context,
+    Context.make(Dispatcher.Dispatcher, handle.service).pipe(Context.add(ConnectionInfo, info))
+  )
+
+  /** Releases the AMP phase after everything before `hold` has been written; returns the raw stream. */
+  const leavePhase = (hold: Hold, leftover: Uint8Array) =>
+    Effect.gen(function*() {
+      yield* Deferred.await(hold.reached)
+      yield* releasePhase(phase)
+      if (leftover.length > 0) raw!.unshift(Buffer.from(leftover.buffer, leftover.byteOffset, leftover.length))
+      return raw!
+    })
+
+  const enterTls = (hold: Hold, leftover: Uint8Array, tlsOptions: TlsOptions, onError?: (error: TlsError) => void) =>
+    Effect.gen(function*() {
+      const plain = yield* leavePhase(hold, leftover)
+      const tls = yield* handshake(plain, role, tlsOptions, transport?.host).pipe(
+        Effect.tapError((error) =>
+          Effect.andThen(
+            Effect.andThen(Effect.sync(() => onError?.(error)), Deferred.succeed(hold.release, false)),
+            requestEnd("abort", new ConnectionEnded({ reason: error.message, local: false, cause: error }))
+          )
+        )
+      )
+      raw = tls
+      tlsState = "on"
+      justStartedTls = true
+      const cert = tls.getPeerCertificate(false)
+      infoSnapshot = {
+        ...infoSnapshot,
+        tls: true,
+        authorized: tls.authorized,
+        peerCertificate: cert !== null && typeof cert === "object" && Object.keys(cert).length > 0
+          ? { subject: cert.subject, raw: cert.raw, fingerprint256: cert.fingerprint256 }
+          : undefined
+      }
+      phase = yield* acquirePhase(yield* wrapDuplex(tls)).pipe(
+        Effect.mapError((error) => new TlsError({ reason: `after the handshake: ${error.message}` }))
+      )
+      decoder = Box.makeDecoder()
+      yield* Deferred.succeed(hold.release, true)
+    })
+
+  const switchedSocket = (hold: Hold, leftover: Uint8Array) =>
+    Effect.gen(function*() {
+      const stream = yield* leavePhase(hold, leftover)
+      locked = true
+      yield* handle.markSwitched
+      yield* Deferred.succeed(hold.release, false)
+      // the connection ends when the switched stream closes
+      stream.once("close", () => {
+        Deferred.doneUnsafe(
+          endRequest,
+          Exit.succeed({ mode: "abort", end: new ConnectionEnded({ reason: "switched protocol closed", local: false }) })
+        )
+      })
+      return { socket: yield* wrapDuplex(stream), info: infoSnapshot } satisfies SwitchedSocket
+    })
+
+  /** Responder side of StartTLS, run inline in the read loop. */
+  const respondStartTls = (box: Box.Box, leftover: () => Uint8Array): Effect.Effect<Step> =>
+    Effect.gen(function*() {
+      const ask = box.get(Command.ASK)
+      const tlsOptions = options?.tls ?? {}
+      const refuse = (description: string) =>
+        Effect.as(
+          handle.finish(ask, StartTLS.name, { _tag: "Error", code: TLS_UNAVAILABLE, description, fatal: false }),
+          "continue" as const
+        )
+      if (raw === undefined) return yield* refuse("TLS not available on this transport")
+      if (role === "server" && (tlsOptions.key === undefined || tlsOptions.cert === undefined)) {
+        return yield* refuse("TLS not available")
+      }
+      if (tlsState !== "none") return yield* refuse("TLS is already on: only one StartTLS per connection")
+      tlsState = "starting"
+      const hold = new Hold()
+      const answer = new Map<string, Uint8Array>()
+      if (ask !== undefined) answer.set(Command.ANSWER, ask)
+      yield* Queue.offerAll(queue, ask !== undefined ? [answer, hold] : [hold])
+      const exit = yield* Effect.exit(enterTls(hold, leftover(), tlsOptions))
+      return Exit.isSuccess(exit) ? "continue" as const : "stop" as const
+    })
+
+  /** Responder side of a protocol switch, run inline in the read loop. */
+  const respondSwitch = (
+    handler: SwitchHandler<any, any>,
+    box: Box.Box,
+    leftover: () => Uint8Array
+  ): Effect.Effect<Step> =>
+    Effect.gen(function*() {
+      const ask = box.get(Command.ASK)
+      const command: Command.Any = handler.command
+      let args: Record<string, unknown>
+      try {
+        args = command.compiled.arguments.decode(box)
+      } catch (e) {
+        yield* handle.finish(ask, command.name, { _tag: "Unknown", reason: `bad arguments: ${String((e as { reason?: string }).reason ?? e)}` })
+        return "continue" as const
+      }
+      const exit = yield* Effect.exit(
+        Effect.provideContext(handler.handle(args) as Effect.Effect<any, unknown, never>, handlerContext)
+      )
+      if (Exit.isFailure(exit)) {
+        yield* handle.finish(ask, command.name, Dispatcher.failureOutcome(command, exit.cause))
+        return "continue" as const
+      }
+      if (raw === undefined) {
+        yield* handle.finish(ask, command.name, { _tag: "Unknown", reason: "this transport cannot switch protocols" })
+        return "continue" as const
+      }
+      const inner = exit.value as (io: SwitchedSocket) => Effect.Effect<void, unknown, never>
+      const hold = new Hold()
+      const answer = new Map<string, Uint8Array>()
+      if (ask !== undefined) answer.set(Command.ANSWER, ask)
+      yield* Queue.offerAll(queue, ask !== undefined ? [answer, hold] : [hold])
+      const io = yield* switchedSocket(hold, leftover())
+      yield* Effect.forkIn(
+        Effect.provideContext(inner(io), handlerContext).pipe(
+          Effect.exit,
+          Effect.flatMap((innerExit) =>
+            requestEnd(
+              "abort",
+              new ConnectionEnded({
+                reason: Exit.isSuccess(innerExit) ? "switched protocol finished" : "switched protocol failed",
+                local: true,
+                cause: Exit.isFailure(innerExit) ? String(innerExit.cause) : undefined
+              })
+            )
+          )
+        ),
+        scope
+      )
+      return "stop" as const
+    })
+
   // --- reader: socket chunks → boxes (Stream) → dispatcher ---------------------------------------
-  const decoder = Box.makeDecoder()
-  interface Batch {
-    readonly boxes: Array<Box.Box>
-    readonly error: Box.FramingError | undefined
-  }
-  const processBatch = (batch: Batch): Effect.Effect<void, ProtocolError | Box.FramingError> => {
-    const { boxes, error } = batch
+  // Chunks are handed to the box stream one at a time so that, at a transition, every byte already
+  // read but not yet parsed can be given to the next phase.
+  let pulled: Array<Uint8Array> = []
+  const nextChunk: Effect.Effect<readonly [Uint8Array], Socket.SocketError> = Effect.suspend(() => {
+    if (pulled.length > 0) return Effect.succeed([pulled.shift()!] as const)
+    return Effect.map(phase.pull, (chunks) => {
+      justStartedTls = false
+      for (let i = 1; i < chunks.length; i++) pulled.push(toBytes(chunks[i]!))
+      return [toBytes(chunks[0]!)] as const
+    })
+  })
+
+  const processBatch = (batch: Batch): Effect.Effect<Step, ProtocolError | Box.FramingError> => {
+    const { boxes, ends, bytes, error } = batch
     const n = boxes.length
     let i = 0
-    const next: Effect.Effect<void, ProtocolError | Box.FramingError> = Effect.suspend(() => {
-      if (i < n) return Effect.flatMap(handle.receive(boxes[i++]!), () => next)
-      return error ? Effect.fail(error) : Effect.void
+    const leftoverAt = (index: number) => () => {
+      const rest = concat([bytes.subarray(ends[index]!), ...pulled])
+      pulled = []
+      return rest
+    }
+    const next: Effect.Effect<Step, ProtocolError | Box.FramingError> = Effect.suspend(() => {
+      if (i >= n) return error ? Effect.fail(error) : Effect.succeed("continue" as const)
+      const index = i++
+      const box = boxes[index]!
+      if (transitions.size > 0) {
+        const key = box.has(Command.ANSWER) ? Command.ANSWER : box.has(Command.ERROR) ? Command.ERROR : undefined
+        const tagBytes = key === undefined ? undefined : box.get(key)!
+        const transition = tagBytes === undefined ? undefined : transitions.get(latin1(tagBytes, 0, tagBytes.length))
+        if (transition !== undefined) {
+          transitions.delete(latin1(tagBytes!, 0, tagBytes!.length))
+          return Effect.flatMap(transition(box, leftoverAt(index)), (step) => step === "stop" ? Effect.succeed(step) : next)
+        }
+      }
+      const name = box.get(Command.COMMAND)
+      if (name !== undefined && !box.has(Command.ANSWER) && !box.has(Command.ERROR)) {
+        const commandName = latin1(name, 0, name.length)
+        const handler = responders.handlers.get(commandName)
+        if (handler?._tag === "SwitchHandler") {
+          return Effect.flatMap(respondSwitch(handler, box, leftoverAt(index)), (step) => step === "stop" ? Effect.succeed(step) : next)
+        }
+        if (handler === undefined && commandName === StartTLS.name) {
+          return Effect.flatMap(respondStartTls(box, leftoverAt(index)), (step) => step === "stop" ? Effect.succeed(step) : next)
+        }
+      }
+      return Effect.flatMap(handle.receive(box), () => next)
     })
     return next
   }
-  const readLoop = Stream.fromPull(Effect.succeed(reader.pull)).pipe(
-    Stream.map((chunk): Batch => {
+
+  const readLoop = Stream.fromPull(Effect.succeed(nextChunk)).pipe(
+    Stream.map((bytes): Batch => {
       const boxes: Array<Box.Box> = []
-      const error = decoder.feed(toBytes(chunk), boxes)
-      return { boxes, error }
+      const ends: Array<number> = []
+      const error = decoder.feed(bytes, boxes, ends)
+      return { bytes, boxes, ends, error }
     }),
-    Stream.runForEach(processBatch),
+    Stream.mapEffect(processBatch),
+    Stream.takeUntil((step) => step === "stop"),
+    Stream.runDrain,
     Effect.matchCauseEffect({
-      onSuccess: () => requestEnd("flush", new ConnectionEnded({ reason: "closed by peer", local: false })),
+      onSuccess: () =>
+        // stopped by a switch: the connection now belongs to the next protocol; otherwise the peer closed
+        locked ? Effect.void : requestEnd("flush", new ConnectionEnded({ reason: "closed by peer", local: false })),
       onFailure: (cause) => {
         const failure = cause.reasons.find((r) => r._tag === "Fail")
         if (failure === undefined) return Effect.void // interrupted: someone else is ending us
@@ -198,10 +628,16 @@ export const make = Effect.fnUntraced(function*(socket: Socket.Socket, options?:
             // Twisted: lengthLimitExceeded → loseConnection (flushes), calls fail with TooLong
             return requestEnd("flush", new ConnectionEnded({ reason: error.message, local: true, cause: error }))
           default:
+            if (justStartedTls) {
+              const tlsError = new TlsError({
+                reason: `the peer closed the connection right after the handshake (it rejected our certificate?): ${socketErrorText(error)}`
+              })
+              return requestEnd("abort", new ConnectionEnded({ reason: tlsError.message, local: false, cause: tlsError }))
+            }
             return requestEnd(
               "flush",
               new ConnectionEnded({
-                reason: isCleanClose(error) ? "closed by peer" : `socket error: ${error.message}`,
+                reason: isCleanClose(error) ? "closed by peer" : `socket error: ${socketErrorText(error)}`,
                 local: false,
                 cause: error
               })
@@ -226,7 +662,7 @@ export const make = Effect.fnUntraced(function*(socket: Socket.Socket, options?:
       yield* handle.awaitHandlers.pipe(Effect.timeoutOrElse({ duration: closeTimeout, orElse: () => Effect.void }))
     }
     yield* Scope.close(dispatcherScope, Exit.void) // interrupts remaining handlers
-    if (mode !== "abort") {
+    if (mode !== "abort" && !locked) {
       yield* Queue.end(queue)
       yield* Fiber.join(writerFiber).pipe(
         Effect.timeoutOrElse({ duration: closeTimeout, orElse: () => Effect.void }),
@@ -235,8 +671,12 @@ export const make = Effect.fnUntraced(function*(socket: Socket.Socket, options?:
     }
     state = "closed"
     yield* Fiber.interrupt(writerFiber)
-    if (mode === "abort") yield* Effect.ignore(writer.write(new Socket.CloseEvent(1006)))
-    yield* Scope.close(ioScope, Exit.void)
+    if (mode === "abort" && !locked) yield* Effect.ignore(phase.writer.write(new Socket.CloseEvent(1006)))
+    yield* releasePhase(phase)
+    if (raw !== undefined) {
+      const stream = raw
+      yield* mode === "abort" ? destroy(stream) : Effect.sync(() => stream.end())
+    }
     yield* Deferred.succeed(ended, end)
   })
   yield* Effect.forkIn(shutdown, scope)
@@ -252,6 +692,80 @@ export const make = Effect.fnUntraced(function*(socket: Socket.Socket, options?:
     )
   )
 
+  // --- initiator transitions ----------------------------------------------------------------------
+  const startTLS = (tlsOptions?: TlsOptions): Effect.Effect<void, OnlyOneTLS | TlsError | Dispatcher.CallError> =>
+    Effect.gen(function*() {
+      if (tlsState !== "none") return yield* new OnlyOneTLS()
+      if (raw === undefined) return yield* new TlsError({ reason: "this transport cannot start TLS" })
+      const merged: TlsOptions = { ...options?.tls, ...tlsOptions }
+      tlsState = "starting"
+      const hold = new Hold()
+      let tlsFailure: TlsError | undefined
+      const answer = yield* handle.request(new Map([[Command.COMMAND, latin1Bytes(StartTLS.name)]]), (tag) => {
+        holdAfterNext = hold
+        transitions.set(tag, (answer, leftover) => {
+          if (answer.has(Command.ERROR)) {
+            tlsState = "none"
+            return Effect.andThen(Effect.andThen(Deferred.succeed(hold.release, true), handle.receive(answer)), Effect.succeed("continue" as const))
+          }
+          return enterTls(hold, leftover(), merged, (error) => {
+            tlsFailure = error
+          }).pipe(
+            Effect.matchEffect({
+              onFailure: () => Effect.succeed("stop" as const),
+              onSuccess: () => Effect.as(handle.receive(answer), "continue" as const)
+            })
+          )
+        })
+      }).pipe(Effect.catch((error) => Effect.fail(tlsFailure ?? error)))
+      if (answer.has(Command.ERROR)) {
+        return yield* Effect.fail(Command.errorFromWire(StartTLS, errorCodeOf(answer), errorDescriptionOf(answer)))
+      }
+    }).pipe(Effect.onInterrupt(() => Effect.sync(() => {
+      if (tlsState === "starting") tlsState = "none"
+    })))
+
+  const switchProtocol = <C extends Command.Any>(
+    command: C,
+    args: Command.Arguments<C>
+  ): Effect.Effect<SwitchedSocket, Command.Error<C> | Dispatcher.CallError> =>
+    Effect.gen(function*() {
+      if (locked) return yield* new ProtocolSwitched({ reason: "This connection has switched: no AMP traffic allowed." })
+      if (raw === undefined) {
+        return yield* new ArgumentError({ command: command.name, side: "arguments", key: "", reason: "this transport cannot switch protocols" })
+      }
+      const box = yield* Effect.try({
+        try: () => Command.encodeArgumentsUnsafe(command, args as Record<string, unknown>),
+        catch: (e) => e as ArgumentError
+      })
+      const hold = new Hold()
+      const switched = Deferred.makeUnsafe<SwitchedSocket>()
+      const answer = yield* handle.request(box, (tag) => {
+        holdAfterNext = hold
+        lockAfterNext = true
+        transitions.set(tag, (answer, leftover) => {
+          if (answer.has(Command.ERROR)) {
+            locked = false // Twisted unlocks on an error answer
+            return Effect.andThen(Effect.andThen(Deferred.succeed(hold.release, true), handle.receive(answer)), Effect.succeed("continue" as const))
+          }
+          return Effect.gen(function*() {
+            yield* handle.receive(answer)
+            yield* Deferred.succeed(switched, yield* switchedSocket(hold, leftover()))
+            return "stop" as const
+          })
+        })
+      })
+      if (answer.has(Command.ERROR)) {
+        return yield* Effect.fail(Command.errorFromWire(command, errorCodeOf(answer), errorDescriptionOf(answer)))
+      }
+      // the answer is delivered just before the socket is handed over: wait for it
+      return yield* Deferred.await(switched).pipe(
+        Effect.raceFirst(
+          Effect.flatMap(Deferred.await(ended), (end) => Effect.fail(new ConnectionLost({ reason: end.reason })))
+        )
+      )
+    })
+
   const connection: Connection = {
     dispatcher: handle.service,
     info,
@@ -263,19 +777,23 @@ export const make = Effect.fnUntraced(function*(socket: Socket.Socket, options?:
           new ConnectionEnded({ reason: "closed locally", local: true })
         ),
         Effect.asVoid(Deferred.await(ended))
-      )
+      ),
+    startTLS,
+    switchProtocol
   }
   return connection
 })
 
-/**
- * Runs AMP over a socket in the current scope and provides its `Dispatcher`, for code that only calls.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const dispatcher = (socket: Socket.Socket, options?: Options) =>
-  Effect.map(make(socket, options), (c) => c.dispatcher)
-
-/** @internal */
-export type { Responders }
+const latin1Bytes = (s: string): Uint8Array => {
+  const out = new Uint8Array(s.length)
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i)
+  return out
+}
+const errorCodeOf = (box: Box.Box): string => {
+  const b = box.get(Command.ERROR_CODE)
+  return b === undefined ? "" : latin1(b, 0, b.length)
+}
+const errorDescriptionOf = (box: Box.Box): string => {
+  const b = box.get(Command.ERROR_DESCRIPTION)
+  return b === undefined ? "" : Command.decodeDescription(b)
+}

@@ -112,7 +112,7 @@ export const make = Effect.fnUntraced(function*(options: ServeOptions) {
       const connection = yield* Connection.make(socket, {
         ...options,
         info: { ...describe(raw, options.path !== undefined ? "unix" : "tcp", options.path), ...options.info }
-      })
+      }, { role: "server", raw })
       live.add(connection)
       yield* Effect.addFinalizer(() => Effect.sync(() => live.delete(connection)))
       yield* connection.ended
