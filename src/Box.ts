@@ -118,11 +118,33 @@ const latin1ToBytes = (s: string): Uint8Array => {
   return out
 }
 
-const sortedKeys = (box: Box): Array<string> => {
-  const keys = Array.from(box.keys())
-  // Default sort compares UTF-16 code units; for latin1 strings that is the bytewise order.
-  if (keys.length > 1) keys.sort()
-  return keys
+/**
+ * A byte array whose every byte the caller overwrites before anyone sees it. From 4 KiB up it skips the
+ * zero fill (`Buffer.allocUnsafeSlow`, still a plain `Uint8Array` over its own exact-size buffer): fresh
+ * 60 KiB arrays are the main cost of encoding large boxes and of decoding values split across chunks.
+ */
+const allocUninitialized: (n: number) => Uint8Array = typeof globalThis.Buffer === "function"
+  ? (n) => (n < 4096 ? new Uint8Array(n) : new Uint8Array(globalThis.Buffer.allocUnsafeSlow(n).buffer, 0, n))
+  : (n) => new Uint8Array(n)
+
+/**
+ * The box's entries sorted by key, into `keys`/`values` (insertion sort: boxes are small and often
+ * already sorted; `<` on latin1 strings is the bytewise order Twisted sorts in). Returns the count.
+ */
+const sortEntries = (box: Box, keys: Array<string>, values: Array<Uint8Array>): number => {
+  let count = 0
+  for (const [key, value] of box) {
+    let j = count
+    while (j > 0 && keys[j - 1]! > key) {
+      keys[j] = keys[j - 1]!
+      values[j] = values[j - 1]!
+      j--
+    }
+    keys[j] = key
+    values[j] = value
+    count++
+  }
+  return count
 }
 
 /**
@@ -151,8 +173,12 @@ export const encodedLength = (box: Box): number | TooLong | InvalidKey => {
 }
 
 const writeBox = (box: Box, out: Uint8Array, pos: number): number => {
-  for (const key of sortedKeys(box)) {
-    const value = box.get(key)!
+  const keys: Array<string> = []
+  const values: Array<Uint8Array> = []
+  const count = sortEntries(box, keys, values)
+  for (let e = 0; e < count; e++) {
+    const key = keys[e]!
+    const value = values[e]!
     const k = key.length
     out[pos] = 0
     out[pos + 1] = k
@@ -163,12 +189,22 @@ const writeBox = (box: Box, out: Uint8Array, pos: number): number => {
     out[pos] = v >>> 8
     out[pos + 1] = v & 0xff
     pos += 2
-    out.set(value, pos)
+    if (v <= 16) for (let i = 0; i < v; i++) out[pos + i] = value[i]!
+    else out.set(value, pos)
     pos += v
   }
   out[pos] = 0
   out[pos + 1] = 0
   return pos + 2
+}
+
+/**
+ * Writes `box` into a fresh array of its `encodedLength` `n`. The array may be uninitialized, so a box
+ * whose contents differ from what was measured (a custom map iterating differently twice) must not hand
+ * out stale bytes.
+ */
+const writeExactly = (box: Box, out: Uint8Array, pos: number, end: number): void => {
+  if (writeBox(box, out, pos) !== end) throw new Error("AMP box changed while it was being encoded")
 }
 
 /**
@@ -186,9 +222,10 @@ export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => {
     if (typeof n !== "number") throw n
     total += n
   }
-  const out = new Uint8Array(total)
+  const out = allocUninitialized(total)
   let pos = 0
   for (let i = 0; i < boxes.length; i++) pos = writeBox(boxes[i]!, out, pos)
+  if (pos !== total) throw new Error("AMP box changed while it was being encoded")
   return out
 }
 
@@ -201,8 +238,8 @@ export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => {
 export const encodeUnsafe = (box: Box): Uint8Array => {
   const n = encodedLength(box)
   if (typeof n !== "number") throw n
-  const out = new Uint8Array(n)
-  writeBox(box, out, 0)
+  const out = allocUninitialized(n)
+  writeExactly(box, out, 0, n)
   return out
 }
 
@@ -225,8 +262,8 @@ export const encode = (box: Box): Effect.Effect<Uint8Array, TooLong | InvalidKey
   Effect.suspend(() => {
     const n = encodedLength(box)
     if (typeof n !== "number") return Effect.fail(n)
-    const out = new Uint8Array(n)
-    writeBox(box, out, 0)
+    const out = allocUninitialized(n)
+    writeExactly(box, out, 0, n)
     return Effect.succeed(out)
   })
 
@@ -235,6 +272,29 @@ const KeyLength = 0
 const Key = 1
 const ValueLength = 2
 const Value = 3
+
+// Keys repeat (`_ask`, `_command`, argument names), so the decoder reuses the string it made last time
+// for the same short key bytes: no new string per key, and Maps reuse the string's cached hash. A small
+// direct-mapped cache shared by all decoders; a miss just builds the string and replaces the slot.
+const KEY_CACHE_SIZE = 512
+const KEY_CACHE_MAX_LENGTH = 32
+const keyCache: Array<string> = new Array<string>(KEY_CACHE_SIZE).fill("")
+
+const keyString = (chunk: Uint8Array, start: number, length: number): string => {
+  if (length > KEY_CACHE_MAX_LENGTH) return latin1(chunk, start, start + length)
+  const last = start + length - 1
+  const slot = (length * 31 + chunk[start]! * 7 + chunk[last]! * 3 + chunk[start + (length >> 1)]!) &
+    (KEY_CACHE_SIZE - 1)
+  const cached = keyCache[slot]!
+  if (cached.length === length) {
+    let j = 0
+    while (j < length && cached.charCodeAt(j) === chunk[start + j]) j++
+    if (j === length) return cached
+  }
+  const key = latin1(chunk, start, start + length)
+  keyCache[slot] = key
+  return key
+}
 
 /**
  * An incremental box decoder: feed it chunks of any size, it returns the boxes they complete. It keeps
@@ -317,7 +377,7 @@ export const makeDecoder = (): Decoder => {
             if (box === undefined) box = new Map()
             // fast path: whole key in this chunk
             if (i + len <= n) {
-              key = latin1(chunk, i, i + len)
+              key = keyString(chunk, i, len)
               i += len
               state = ValueLength
             } else {
@@ -331,7 +391,7 @@ export const makeDecoder = (): Decoder => {
               i += len
               state = KeyLength
             } else {
-              partial = new Uint8Array(len)
+              partial = allocUninitialized(len)
               partialFill = 0
               state = Value
             }

@@ -330,6 +330,32 @@ describe("Box decoding: Twisted's confirmed parses (spec §1.3, §1.4)", () => {
       assert.deepStrictEqual(canonAll(decoded), canonAll(boxes))
     }))
 
+  it("keys whose bytes share a decoder key-cache slot still decode to their own strings", () => {
+    // "\x04\x00" and "\x00\x07" hash to the same slot of the decoder's key cache
+    const boxes = [
+      Box.make([["\x04\x00", "1"], ["\x00\x07", "2"]]),
+      Box.make([["\x00\x07", "3"]]),
+      Box.make([["\x04\x00", "4"], ["a", "5"], ["_ask", "6"]]),
+      Box.make(Array.from({ length: 40 }, (_, i): [string, string] => [String.fromCharCode(i, 255 - i), `${i}`]))
+    ]
+    for (let round = 0; round < 3; round++) {
+      assert.deepStrictEqual(canonAll(feedAll([Box.encodeAllUnsafe(boxes)]).boxes), canonAll(boxes))
+    }
+  })
+
+  it("large values split across chunks are exact, and encoded boxes are plain Uint8Arrays", () => {
+    const value = noise(65535, 42)
+    const bytes = Box.encodeAllUnsafe([Box.make({ v: value }), Box.make({ w: value.subarray(0, 5000) })])
+    assert.strictEqual(Object.getPrototypeOf(bytes), Uint8Array.prototype)
+    const one = Box.encodeUnsafe(Box.make({ v: value }))
+    assert.strictEqual(Object.getPrototypeOf(one), Uint8Array.prototype)
+    assert.strictEqual(one.byteOffset, 0)
+    assert.strictEqual(one.buffer.byteLength, one.length)
+    const { boxes } = feedAll(splitAt(bytes, [10, 30000, 65540, 65550, 68000]))
+    assert.strictEqual(hex(boxes[0]!.get("v")!), hex(value))
+    assert.strictEqual(hex(boxes[1]!.get("w")!), hex(value.subarray(0, 5000)))
+  })
+
   it("decoded keys are latin1 strings, values are exact bytes", () => {
     const { boxes } = feedAll([b("\x00\x02\xe9\x00\x00\x03\x00\xff\x80\x00\x00")])
     assert.deepStrictEqual(Array.from(boxes[0]!.keys()), ["\xe9\x00"])

@@ -1,0 +1,200 @@
+/**
+ * Codec benchmarks: parsing and serializing boxes, ours (src/Box.ts) against Twisted
+ * (bench/twisted/codec_bench.py, run in the same process tree right after ours) and a hand-written
+ * plain-Node codec (bench/plain/codec.ts) on the same data.
+ *
+ * Data:
+ * - small: the `Sum` command box `{_ask: "1", _command: "Sum", a: "13", b: "81"}` (40 bytes on the wire);
+ * - large: `{_ask: "1", _command: "Blob", data: <60 KiB>}`.
+ * Parsing feeds many copies back to back in 64 KiB chunks (so boxes straddle chunks, as on a socket)
+ * to one incremental decoder producing `Box` maps, which is what a connection does.
+ */
+import { Effect, Stream } from "effect"
+import * as Box from "../src/Box.ts"
+import { PlainParser, serialize as plainSerialize } from "./plain/codec.ts"
+import { baseline, check, type Group, type GroupOptions, measure, measureAsync, type Result, runTwistedScript } from "./support.ts"
+
+const CHUNK = 64 * 1024
+const LARGE_VALUE = 60 * 1024
+
+const smallBox = Box.make({ _ask: "1", _command: "Sum", a: "13", b: "81" })
+const largeValue = new Uint8Array(LARGE_VALUE)
+for (let i = 0; i < largeValue.length; i++) largeValue[i] = (i * 31 + 7) & 0xff
+const largeBox = Box.make({ _ask: "1", _command: "Blob", data: largeValue })
+
+const chunked = (bytes: Uint8Array): Array<Uint8Array> => {
+  const chunks: Array<Uint8Array> = []
+  // copies, as a socket would deliver fresh buffers
+  for (let i = 0; i < bytes.length; i += CHUNK) chunks.push(bytes.slice(i, i + CHUNK))
+  return chunks
+}
+
+interface Data {
+  readonly box: Box.Box
+  /** Copies per parse/serialize pass. */
+  readonly copies: number
+  readonly chunks: Array<Uint8Array>
+  /** Checks one decoded box. */
+  readonly valid: (box: ReadonlyMap<string, Uint8Array>) => boolean
+}
+
+const makeData = (box: Box.Box, copies: number, valid: Data["valid"]): Data => ({
+  box,
+  copies,
+  chunks: chunked(Box.encodeAllUnsafe(Array.from({ length: copies }, () => box))),
+  valid
+})
+
+const small = makeData(smallBox, 16384, (box) => {
+  const b = box.get("b")
+  return box.size === 4 && b !== undefined && b.length === 2 && b[0] === 0x38 && b[1] === 0x31
+})
+const large = makeData(largeBox, 64, (box) => {
+  const data = box.get("data")
+  return data !== undefined && data.length === LARGE_VALUE && data[LARGE_VALUE - 1] === largeValue[LARGE_VALUE - 1] &&
+    data[12345] === largeValue[12345]
+})
+
+const parseOurs = (data: Data) => (): number => {
+  const decoder = Box.makeDecoder()
+  let count = 0
+  let last: Box.Box | undefined
+  for (const chunk of data.chunks) {
+    const out: Array<Box.Box> = []
+    const error = decoder.feed(chunk, out)
+    if (error) throw error
+    count += out.length
+    if (out.length > 0) last = out[out.length - 1]
+  }
+  check(count === data.copies && last !== undefined && data.valid(last), "ours: parsed boxes")
+  return count
+}
+
+const parseStream = (data: Data) => async (): Promise<number> => {
+  let last: Box.Box | undefined
+  const count = await Effect.runPromise(
+    Stream.fromIterable(data.chunks).pipe(
+      Box.decodeStream,
+      Stream.runFold(() => 0, (n, box) => {
+        last = box
+        return n + 1
+      })
+    )
+  )
+  check(count === data.copies && last !== undefined && data.valid(last), "ours (stream): parsed boxes")
+  return count
+}
+
+const parsePlain = (data: Data) => (): number => {
+  const parser = new PlainParser()
+  let count = 0
+  let last: ReadonlyMap<string, Uint8Array> | undefined
+  for (const chunk of data.chunks) {
+    const out = parser.push(chunk)
+    count += out.length
+    if (out.length > 0) last = out[out.length - 1]
+  }
+  check(count === data.copies && last !== undefined && data.valid(last), "plain: parsed boxes")
+  return count
+}
+
+const serializeWith = (data: Data, encode: (box: Box.Box) => Uint8Array, copies: number) => {
+  const expected = Box.encodeUnsafe(data.box)
+  const size = expected.length
+  const at = size - 3
+  return (): number => {
+    let bytes = 0
+    let out: Uint8Array | undefined
+    for (let i = 0; i < copies; i++) {
+      out = encode(data.box)
+      bytes += out.length
+    }
+    check(bytes === size * copies && out![1] === expected[1] && out![at] === expected[at], "serialized bytes")
+    return copies
+  }
+}
+
+const serializeBatch = (data: Data, copies: number) => {
+  const boxes = Array.from({ length: copies }, () => data.box)
+  const expected = Box.encodeUnsafe(data.box)
+  const size = expected.length
+  return (): number => {
+    const out = Box.encodeAllUnsafe(boxes)
+    check(out.length === size * copies && out[size * copies - 3] === expected[size - 3], "batched bytes")
+    return copies
+  }
+}
+
+const SERIALIZE_SMALL = 10_000
+const SERIALIZE_LARGE = 64
+
+interface Spec {
+  readonly name: string
+  /** Ours: synchronous work, or `oursAsync` for Effect-run work. */
+  readonly ours?: () => number
+  readonly oursAsync?: () => Promise<number>
+  readonly plain?: () => number
+  /** Whether this name has a Twisted counterpart in codec_bench.py. */
+  readonly twisted: boolean
+}
+
+const specs: ReadonlyArray<Spec> = [
+  { name: "codec.parse.small", ours: parseOurs(small), plain: parsePlain(small), twisted: true },
+  { name: "codec.parse.large", ours: parseOurs(large), plain: parsePlain(large), twisted: true },
+  {
+    name: "codec.serialize.small",
+    ours: serializeWith(small, Box.encodeUnsafe, SERIALIZE_SMALL),
+    plain: serializeWith(small, plainSerialize, SERIALIZE_SMALL),
+    twisted: true
+  },
+  {
+    name: "codec.serialize.large",
+    ours: serializeWith(large, Box.encodeUnsafe, SERIALIZE_LARGE),
+    plain: serializeWith(large, plainSerialize, SERIALIZE_LARGE),
+    twisted: true
+  },
+  // extras, ours only: the Stream form of the decoder and the batched encoder
+  { name: "codec.parse.small.stream", oursAsync: parseStream(small), twisted: false },
+  { name: "codec.serialize.small.batch", ours: serializeBatch(small, SERIALIZE_SMALL), twisted: false }
+]
+
+const UNIT = "boxes/s"
+
+export const codec: Group = {
+  name: "codec",
+  targets: {
+    "codec.parse.small": { vsTwisted: 25 },
+    "codec.serialize.small": { vsTwisted: 5 },
+    "codec.parse.large": { vsTwisted: 1 }
+  },
+  run: async (options: GroupOptions): Promise<Array<Result>> => {
+    const selected = specs.filter((s) => options.selected(s.name))
+    if (selected.length === 0) return []
+    const measured: Array<{ spec: Spec; value: number; plainNode: number | null }> = []
+    for (const spec of selected) {
+      options.log(`${spec.name}: ours`)
+      const value = spec.ours !== undefined
+        ? measure(spec.ours, options.quick)
+        : await measureAsync(spec.oursAsync!, options.quick)
+      let plainNode: number | null = null
+      if (spec.plain) {
+        options.log(`${spec.name}: plain Node`)
+        plainNode = measure(spec.plain, options.quick)
+      }
+      measured.push({ spec, value, plainNode })
+    }
+    // Twisted last, alone on the machine (ours is not running meanwhile)
+    let twisted = new Map<string, { unit: string; value: number }>()
+    if (selected.some((s) => s.twisted)) {
+      options.log("codec: Twisted (bench/twisted/codec_bench.py)")
+      twisted = await runTwistedScript("codec_bench.py", options)
+    }
+    return measured.map(({ plainNode, spec, value }) => ({
+      name: spec.name,
+      unit: UNIT,
+      value,
+      twisted: spec.twisted ? baseline(twisted, spec.name, UNIT, options.log) : null,
+      plainNode
+    }))
+  }
+}
