@@ -82,6 +82,7 @@ export const openSocket = (options: Address & { readonly connectTimeoutMillis?: 
       }, options.connectTimeoutMillis ?? 10_000)
       const onConnect = () => {
         cleanup()
+        if (options.path === undefined) raw.setNoDelay(true) // we batch writes ourselves
         resume(Effect.succeed(raw))
       }
       const onError = (error: Error) => {

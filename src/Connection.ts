@@ -65,6 +65,13 @@ export interface Options extends Dispatcher.Options {
   readonly maxQueuedBoxes?: number | undefined
   /** How long a graceful close waits for handlers and the flush before aborting (default 10 s). */
   readonly closeTimeoutMillis?: number | undefined
+  /**
+   * Close the connection if no complete box arrives within this many milliseconds of its start (and of
+   * each StartTLS). Off by default; a server facing untrusted peers should set it (e.g. 30000).
+   */
+  readonly firstBoxTimeoutMillis?: number | undefined
+  /** Close the connection after this many milliseconds without receiving a byte. Off by default. */
+  readonly idleTimeoutMillis?: number | undefined
   /** Transport description for `ConnectionInfo` (addresses, TLS). */
   readonly info?: Partial<Snapshot> | undefined
   /**
@@ -122,6 +129,19 @@ export interface Connection {
     command: C,
     args: Command.Arguments<C>
   ) => Effect.Effect<SwitchedSocket, Command.Error<C> | Dispatcher.CallError>
+}
+
+/**
+ * The connection was closed because the peer was silent for too long (`firstBoxTimeoutMillis`,
+ * `idleTimeoutMillis`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", { reason: Schema.String }) {
+  override get message(): string {
+    return `AMP connection timed out: ${this.reason}`
+  }
 }
 
 type Mode = "abort" | "flush" | "graceful"
@@ -323,6 +343,8 @@ export const make = Effect.fnUntraced(function*(
   // true from the TLS handshake until the first byte over TLS: a close in between means the peer
   // rejected us (with TLS 1.3 a client learns that its certificate was refused only after the handshake)
   let justStartedTls = false
+  // until the first complete box arrives, `firstBoxTimeoutMillis` applies instead of the idle timeout
+  let awaitingFirstBox = options?.firstBoxTimeoutMillis !== undefined
 
   let infoSnapshot: Snapshot = { transport: "unknown", ...options?.info, tls: tlsState === "on" }
   const info: ConnectionInfo["Service"] = { get: Effect.sync(() => infoSnapshot) }
@@ -456,6 +478,7 @@ export const make = Effect.fnUntraced(function*(
         Effect.mapError((error) => new TlsError({ reason: `after the handshake: ${error.message}` }))
       )
       decoder = Box.makeDecoder()
+      awaitingFirstBox = options?.firstBoxTimeoutMillis !== undefined
       yield* Deferred.succeed(hold.release, true)
     })
 
@@ -555,9 +578,18 @@ export const make = Effect.fnUntraced(function*(
   // Chunks are handed to the box stream one at a time so that, at a transition, every byte already
   // read but not yet parsed can be given to the next phase.
   let pulled: Array<Uint8Array> = []
-  const nextChunk: Effect.Effect<readonly [Uint8Array], Socket.SocketError> = Effect.suspend(() => {
+  const pullWithTimeout = (): Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError | Timeout> => {
+    const millis = awaitingFirstBox ? options?.firstBoxTimeoutMillis : options?.idleTimeoutMillis
+    if (millis === undefined) return phase.pull
+    const what = awaitingFirstBox ? "no complete box" : "nothing received"
+    return Effect.timeoutOrElse(phase.pull, {
+      duration: millis,
+      orElse: () => Effect.fail(new Timeout({ reason: `${what} within ${millis} ms` }))
+    })
+  }
+  const nextChunk: Effect.Effect<readonly [Uint8Array], Socket.SocketError | Timeout> = Effect.suspend(() => {
     if (pulled.length > 0) return Effect.succeed([pulled.shift()!] as const)
-    return Effect.map(phase.pull, (chunks) => {
+    return Effect.map(pullWithTimeout(), (chunks) => {
       justStartedTls = false
       for (let i = 1; i < chunks.length; i++) pulled.push(toBytes(chunks[i]!))
       return [toBytes(chunks[0]!)] as const
@@ -607,6 +639,7 @@ export const make = Effect.fnUntraced(function*(
       const boxes: Array<Box.Box> = []
       const ends: Array<number> = []
       const error = decoder.feed(bytes, boxes, ends)
+      if (boxes.length > 0) awaitingFirstBox = false
       return { bytes, boxes, ends, error }
     }),
     Stream.mapEffect(processBatch),
@@ -619,8 +652,10 @@ export const make = Effect.fnUntraced(function*(
       onFailure: (cause) => {
         const failure = cause.reasons.find((r) => r._tag === "Fail")
         if (failure === undefined) return Effect.void // interrupted: someone else is ending us
-        const error = failure.error as ProtocolError | Box.FramingError | Socket.SocketError
+        const error = failure.error as ProtocolError | Box.FramingError | Socket.SocketError | Timeout
         switch (error._tag) {
+          case "Timeout":
+            return requestEnd("abort", new ConnectionEnded({ reason: error.message, local: true, cause: error }))
           case "ProtocolError":
             // Twisted: an exception out of dataReceived aborts without flushing
             return requestEnd("abort", new ConnectionEnded({ reason: error.message, local: true, cause: error }))

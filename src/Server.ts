@@ -128,6 +128,7 @@ export const make = Effect.fnUntraced(function*(options: ServeOptions) {
 
   server.on("connection", (raw) => {
     raw.on("error", () => {}) // surfaced through the reader
+    if (options.path === undefined) raw.setNoDelay(true) // we batch writes ourselves
     if (!accepting || fibers.size >= maxConnections) {
       raw.destroy()
       return
