@@ -30,7 +30,14 @@ import { destroy, wrapDuplex } from "./internal/node.ts"
 export const pair: Effect.Effect<readonly [Socket.Socket, Socket.Socket], never, import("effect").Scope.Scope> = Effect.gen(
   function*() {
     const [left, right] = yield* Effect.acquireRelease(
-      Effect.sync(() => duplexPair()),
+      Effect.sync(() => {
+        const [l, r] = duplexPair()
+        // an aborted connection destroys its side with an error (`CloseEvent(1006)`): without a listener
+        // Node throws it as an uncaught exception. Errors surface through the socket reader, as for TCP.
+        l.on("error", () => {})
+        r.on("error", () => {})
+        return [l, r] as const
+      }),
       ([l, r]) => Effect.andThen(destroy(l), destroy(r))
     )
     return [yield* wrapDuplex(left), yield* wrapDuplex(right)] as const
