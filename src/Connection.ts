@@ -707,6 +707,10 @@ export const make = Effect.fnUntraced(function*(
     state = "closed"
     yield* Fiber.interrupt(writerFiber)
     if (mode === "abort" && !locked) yield* Effect.ignore(phase.writer.write(new Socket.CloseEvent(1006)))
+    // Without the Node stream (a socket given to `make`, e.g. MemorySocket), ending the writer is the only
+    // way to tell the peer: release it before the reader (the reader's release detaches the socket and
+    // the writer's would then do nothing, leaving the peer waiting forever).
+    if (mode !== "abort" && !locked && raw === undefined) yield* Scope.close(phase.writerScope, Exit.void)
     yield* releasePhase(phase)
     if (raw !== undefined) {
       const stream = raw
