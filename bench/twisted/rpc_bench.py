@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""Twisted baseline for end-to-end RPC benchmarks: an AMP `Sum` server and a load-generating client.
+
+    rpc_bench.py server --port 0 [--host 127.0.0.1]
+        Prints "LISTENING <port>" (flushed) once listening; serves
+        Sum(a: Integer, b: Integer) -> total: Integer until SIGTERM/SIGINT, then exits 0.
+
+    rpc_bench.py client --connect HOST:PORT --mode sequential|pipelined [--outstanding N] [--seconds S]
+                        [--warmup W]
+        One connection. sequential: one call outstanding at a time; pipelined: keeps N (default 1) calls
+        outstanding. Every answer is checked (a + b). After an uncounted warm-up of W seconds (default 0;
+        20 sequential calls are always made first), calls are issued for S seconds (default 5), then the
+        outstanding ones are awaited. Prints one JSON line {"calls": n, "seconds": s, "rate": r, "errors": e}
+        (rate = calls / seconds, counting completed calls up to the last answer) and exits 0 if e == 0.
+"""
+import argparse
+import json
+import signal
+import sys
+import time
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.protocols import amp
+
+
+class Sum(amp.Command):
+    arguments = [(b"a", amp.Integer()), (b"b", amp.Integer())]
+    response = [(b"total", amp.Integer())]
+
+
+class SumServer(amp.AMP):
+    @Sum.responder
+    def sum(self, a, b):
+        return {"total": a + b}
+
+
+def stop_on_signals():
+    def handler(signum, frame):
+        reactor.callFromThread(lambda: reactor.running and reactor.stop())
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def run_server(args):
+    port = reactor.listenTCP(args.port, protocol.Factory.forProtocol(SumServer), interface=args.host)
+    stop_on_signals()
+    sys.stdout.write("LISTENING %d\n" % port.getHost().port)
+    sys.stdout.flush()
+    reactor.run(installSignalHandlers=False)
+    return 0
+
+
+class Load:
+    def __init__(self, proto, outstanding, seconds):
+        self.proto = proto
+        self.outstanding = outstanding
+        self.seconds = seconds
+        self.calls = 0
+        self.errors = 0
+        self.in_flight = 0
+        self.next = 0
+        self.done = defer.Deferred()
+        self.start = None
+        self.deadline = None
+        self.end = None
+        self.first_error = None
+
+    def run(self):
+        self.start = time.perf_counter()
+        self.deadline = self.start + self.seconds
+        for _ in range(self.outstanding):
+            self.issue()
+        return self.done
+
+    def issue(self):
+        i = self.next
+        self.next += 1
+        a, b = i, 1000003 - 2 * i
+        self.in_flight += 1
+        d = self.proto.callRemote(Sum, a=a, b=b)
+        d.addCallbacks(self.answered, self.failed, callbackArgs=(a + b,))
+
+    def answered(self, result, expected):
+        self.in_flight -= 1
+        if result["total"] == expected:
+            self.calls += 1
+        else:
+            self.errors += 1
+            self.first_error = self.first_error or "wrong total %r, want %r" % (result["total"], expected)
+        self.after()
+
+    def failed(self, failure):
+        self.in_flight -= 1
+        self.errors += 1
+        self.first_error = self.first_error or str(failure.value)
+        if self.proto.transport is None:
+            # connection gone: nothing more will arrive
+            self.finish()
+        else:
+            self.after()
+
+    def after(self):
+        if self.errors == 0 and time.perf_counter() < self.deadline:
+            self.issue()
+        elif self.in_flight == 0:
+            self.finish()
+
+    def finish(self):
+        if not self.done.called:
+            self.end = time.perf_counter()
+            self.done.callback(None)
+
+
+def run_client(args):
+    host, _, port = args.connect.rpartition(":")
+    if not host or not port.isdigit():
+        sys.exit("--connect wants HOST:PORT")
+    outstanding = 1 if args.mode == "sequential" else args.outstanding
+    if outstanding < 1:
+        sys.exit("--outstanding must be at least 1")
+    result = {}
+
+    @defer.inlineCallbacks
+    def go():
+        try:
+            proto = yield connectProtocol(TCP4ClientEndpoint(reactor, host, int(port), timeout=10), amp.AMP())
+            # warm-up: a few calls so connection setup is not timed
+            for i in range(20):
+                r = yield proto.callRemote(Sum, a=i, b=i)
+                assert r["total"] == 2 * i
+            if args.warmup > 0:
+                warm = Load(proto, outstanding, args.warmup)
+                yield warm.run()
+                if warm.errors:
+                    raise RuntimeError("warm-up failed: %s" % warm.first_error)
+            load = Load(proto, outstanding, args.seconds)
+            yield load.run()
+            seconds = load.end - load.start
+            result.update(
+                calls=load.calls,
+                seconds=round(seconds, 6),
+                rate=round(load.calls / seconds, 1) if seconds > 0 else 0.0,
+                errors=load.errors,
+            )
+            if load.first_error:
+                sys.stderr.write("first error: %s\n" % load.first_error)
+            proto.transport.loseConnection()
+        except Exception as e:
+            sys.stderr.write("rpc_bench client failed: %s: %s\n" % (type(e).__name__, e))
+        finally:
+            reactor.stop()
+
+    stop_on_signals()
+    reactor.callWhenRunning(go)
+    reactor.run(installSignalHandlers=False)
+    if not result:
+        return 1
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0 if result["errors"] == 0 else 1
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Twisted AMP RPC baseline")
+    parser.add_argument("--quick", action="store_true", help="ignored (the client's --seconds decides)")
+    sub = parser.add_subparsers(dest="mode_", required=True)
+    s = sub.add_parser("server")
+    s.add_argument("--port", type=int, default=0)
+    s.add_argument("--host", default="127.0.0.1")
+    c = sub.add_parser("client")
+    c.add_argument("--connect", required=True)
+    c.add_argument("--mode", choices=["sequential", "pipelined"], default="sequential")
+    c.add_argument("--outstanding", type=int, default=1)
+    c.add_argument("--seconds", type=float, default=5.0)
+    c.add_argument("--warmup", type=float, default=0.0)
+    for p in (s, c):
+        p.add_argument("--quick", action="store_true", dest="quick_", help="ignored")
+    args = parser.parse_args(argv)
+    if args.mode_ == "server":
+        return run_server(args)
+    return run_client(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
