@@ -231,6 +231,12 @@ export const make = Effect.fnUntraced(function*(
     ? yield* Semaphore.make(options.maxOutstandingCalls)
     : undefined
   const handlers = yield* FiberSet.make<void, never>()
+  // tags of calls abandoned by their caller whose answer has not arrived yet (oldest first, bounded)
+  const abandoned = new Set<string>()
+  const abandon = (tag: string) => {
+    abandoned.add(tag)
+    if (abandoned.size > MAX_ABANDONED) abandoned.delete(abandoned.values().next().value!)
+  }
 
   const lost = (): ConnectionLost | ProtocolSwitched =>
     switched
@@ -248,9 +254,19 @@ export const make = Effect.fnUntraced(function*(
       if (beforeSend !== undefined) beforeSend(tag)
       const deferred = Deferred.makeUnsafe<Box, ConnectionLost>()
       pending.set(tag, deferred)
+      let sent = false
       return outbox.send(box).pipe(
-        Effect.flatMap(() => Deferred.await(deferred)),
-        Effect.onExit(() => Effect.sync(() => pending.delete(tag)))
+        Effect.flatMap(() => {
+          sent = true
+          return Deferred.await(deferred)
+        }),
+        Effect.onExit(() =>
+          Effect.sync(() => {
+            // still pending after the request went out: the caller gave up (interrupted, timed out), and
+            // the peer's answer may still come; remember the tag so that answer is ignored
+            if (pending.delete(tag) && sent) abandon(tag)
+          })
+        )
       )
     })
 
@@ -327,6 +343,7 @@ export const make = Effect.fnUntraced(function*(
       const tag = latin1Of(tagValue)
       const deferred = pending.get(tag)
       if (deferred === undefined) {
+        if (abandoned.delete(tag)) return Effect.void // a late answer to an interrupted call
         return Effect.fail(new ProtocolError({ reason: `${key} for unknown tag ${pyBytesRepr(tagValue)}` }))
       }
       if (key === Command.ERROR && (!box.has(Command.ERROR_CODE) || !box.has(Command.ERROR_DESCRIPTION))) {
@@ -486,6 +503,9 @@ export const make = Effect.fnUntraced(function*(
     })
   } satisfies Handle
 })
+
+/** How many abandoned calls' tags are remembered (their late answers are ignored, not a protocol error). */
+const MAX_ABANDONED = 65_536
 
 const errorCode = (box: Box): string => {
   const bytes = box.get(Command.ERROR_CODE)
