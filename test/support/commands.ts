@@ -119,6 +119,12 @@ export const AddErrorsCommand = Command.make("Inherit", {
   errors: { ...BaseCommand.errors, OTHER_INHERITED_ERROR: OtherError }
 })
 
+/** Its responder returns a response without the required `total` (Twisted's BadLocalReturn). */
+export const BrokenReturn = Command.make("BrokenReturn", { response: { total: Argument.Integer } })
+
+/** A no-answer command whose responder returns an unencodable response (test_noAnswerResponderBadAnswer). */
+export const NotifyBad = Command.make("NotifyBad", { response: { x: Argument.Integer }, requiresAnswer: false })
+
 // --- responders ------------------------------------------------------------------------------------
 
 /** What the standard responders observed (shared with the test through the closure). */
@@ -130,6 +136,8 @@ export interface Observed {
   readonly waitInterrupted: Ref.Ref<number>
   /** Handler starts of Delay. */
   readonly delayStarted: Ref.Ref<number>
+  /** Handler starts of Gate. */
+  readonly gateStarted: Ref.Ref<number>
   /** Released to let every `Gate` handler answer. */
   readonly gate: Deferred.Deferred<void>
 }
@@ -140,6 +148,7 @@ export const makeObserved: Effect.Effect<Observed> = Effect.gen(function*() {
     waitStarted: yield* Ref.make(0),
     waitInterrupted: yield* Ref.make(0),
     delayStarted: yield* Ref.make(0),
+    gateStarted: yield* Ref.make(0),
     gate: yield* Deferred.make<void>()
   }
 })
@@ -187,7 +196,19 @@ export const serverHandlers = (observed: Observed) => [
       const peer = cn === undefined ? undefined : typeof cn === "string" ? cn : cn[0]
       return { tls: snapshot.tls, ...(peer !== undefined ? { peer } : {}) }
     })),
-  Responders.handle(Gate, ({ n }) => Effect.as(Deferred.await(observed.gate), { n })),
+  Responders.handle(Gate, ({ n }) =>
+    Ref.update(observed.gateStarted, (k) => k + 1).pipe(Effect.andThen(Deferred.await(observed.gate)), Effect.as({ n }))),
+  Responders.handle(BrokenReturn, () => Effect.succeed({} as { total: bigint })),
+  Responders.handle(NotifyBad, () => Effect.succeed({} as { x: bigint })),
+  Responders.raw("Big", () => Effect.succeed(new Map([["data", new Uint8Array(65536)]]))),
+  // echoes the non-special keys and reports every key it was given (Twisted's amp_HELLO `seen`)
+  Responders.raw("Reflect", (box) =>
+    Effect.succeed(
+      new Map([
+        ...[...box].filter(([k]) => !k.startsWith("_")),
+        ["seen", new TextEncoder().encode([...box.keys()].sort().join(","))]
+      ])
+    )),
   Responders.handle(BaseCommand, ({ which }) =>
     which === 1n
       ? Effect.fail(new BaseError({ message: "base" }))
