@@ -1,0 +1,850 @@
+/**
+ * AMP argument types: how each value of a command's arguments and responses is written into, and read
+ * from, one box value. Byte-exact with Twisted's `twisted.protocols.amp` argument classes.
+ *
+ * Every argument type is an ordinary effect `Schema.Codec<A, Uint8Array>` (decoded type `A`, encoded
+ * wire bytes), so `Schema.decodeUnknownExit(Argument.Integer)(bytes)` works, and **any**
+ * `Schema.Codec<A, Uint8Array>` can be used as an argument. The types made here (and with {@link make})
+ * also carry a synchronous fast codec that commands use on the hot path.
+ *
+ * | AMP (Twisted)  | here               | TypeScript value                     |
+ * |----------------|--------------------|--------------------------------------|
+ * | `Integer`      | {@link Integer}    | `bigint` (or `number`: {@link SafeInteger}) |
+ * | `String`       | {@link String}     | `Uint8Array` (raw bytes)             |
+ * | `Unicode`      | {@link Unicode}    | `string` (UTF-8)                     |
+ * | `Float`        | {@link Float}      | `number`                             |
+ * | `Boolean`      | {@link Boolean}    | `boolean`                            |
+ * | `Decimal`      | {@link Decimal}    | `Decimal.Decimal`                    |
+ * | `DateTime`     | {@link DateTime}   | `DateTime.DateTime`                  |
+ * | `Path`         | {@link Path}       | `string` (absolute path)             |
+ * | `ListOf(t)`    | {@link ListOf}     | `ReadonlyArray<T>`                   |
+ * | `AmpList(...)` | {@link AmpList}    | `ReadonlyArray<{ ... }>`             |
+ * | `optional=True`| {@link optional}   | an optional property                 |
+ *
+ * @example
+ * ```ts
+ * import { Argument, Command } from "effect-amp"
+ *
+ * const Sum = Command.make("Sum", {
+ *   arguments: { a: Argument.Integer, b: Argument.Integer, note: Argument.optional(Argument.Unicode) },
+ *   response: { total: Argument.Integer }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import * as NodePath from "node:path"
+import * as Box from "./Box.ts"
+import * as DateTimeValue from "./DateTime.ts"
+import * as DecimalValue from "./Decimal.ts"
+import {
+  type AnyArgument,
+  CodecFailure,
+  compileFields,
+  fastCodecOf,
+  FieldFailure,
+  type FieldsCodec,
+  makeArgument,
+  register
+} from "./internal/argument.ts"
+import { asciiBytes, latin1, pyBytesRepr, utf8Encoder, utf8Strict } from "./internal/bytes.ts"
+
+export {
+  /**
+   * The failure a custom argument's `encode`/`decode` throws (`throw new Argument.CodecFailure("why")`);
+   * the command layer reports it as an `ArgumentError` naming the key.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  CodecFailure
+}
+
+/**
+ * Any argument type: a Schema between a value and its wire bytes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Any = AnyArgument
+
+/**
+ * A field of an argument set: an argument type, or {@link optional} of one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Field = AnyArgument | Schema.optionalKey<AnyArgument>
+
+/**
+ * A record of fields, wire key → field (used by {@link AmpList}, and by commands).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Fields = { readonly [key: string]: Field }
+
+/**
+ * An argument type built from synchronous functions: what {@link make} returns.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Argument<S extends Schema.Codec<any, any, never, never>> = Schema.decodeTo<S, Schema.Uint8Array>
+
+// ---------------------------------------------------------------------------------------------------
+// shared helpers
+
+const describeInput = (bytes: Uint8Array): string =>
+  pyBytesRepr(bytes.length > 60 ? bytes.subarray(0, 60) : bytes) + (bytes.length > 60 ? "…" : "")
+
+/** `globalThis.String`: this module exports its own `String` (the argument type), which shadows it. */
+const show = (u: unknown): string => globalThis.String(u)
+
+const typeName = (u: unknown): string => (u === null ? "null" : Array.isArray(u) ? "array" : typeof u)
+
+/** Latin1 of bytes (exact for every byte; non-ASCII bytes then fail the ASCII grammars). */
+const text = (bytes: Uint8Array): string => latin1(bytes, 0, bytes.length)
+
+/** ASCII bytes of a string produced by our own encoders. */
+const ascii = asciiBytes
+
+// ---------------------------------------------------------------------------------------------------
+// Integer
+
+/** Python `int()` of bytes: ASCII whitespace around, a sign, digits with single `_` between them. */
+const INT_RE = /^[ \t\n\v\f\r]*[+-]?[0-9](?:_?[0-9])*[ \t\n\v\f\r]*$/
+const INT_STRIP = /^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g
+/** CPython's `sys.get_int_max_str_digits()` default. */
+const MAX_INT_DIGITS = 4300
+
+/** Fast path: `-?[0-9]{1,15}` exactly, as a number (always safe); undefined otherwise. */
+const parseShortInt = (bytes: Uint8Array): number | undefined => {
+  const n = bytes.length
+  if (n === 0 || n > 15) return undefined
+  let i = 0
+  let negative = false
+  if (bytes[0] === 45) {
+    if (n === 1) return undefined
+    negative = true
+    i = 1
+  }
+  let value = 0
+  for (; i < n; i++) {
+    const d = bytes[i]! - 48
+    if (d < 0 || d > 9) return undefined
+    value = value * 10 + d
+  }
+  return negative ? -value : value
+}
+
+/** True for `-?[0-9]+` exactly (at most 4300 digits): `BigInt()` can take it as it is. */
+const isPlainInt = (bytes: Uint8Array): boolean => {
+  const n = bytes.length
+  let i = bytes[0] === 45 ? 1 : 0
+  if (i === n || n - i > MAX_INT_DIGITS) return false
+  for (; i < n; i++) {
+    const c = bytes[i]!
+    if (c < 48 || c > 57) return false
+  }
+  return true
+}
+
+/** Slow path: the full `int()` grammar; throws `CodecFailure`. */
+const parseLongInt = (bytes: Uint8Array): bigint => {
+  const s = text(bytes)
+  if (isPlainInt(bytes)) return BigInt(s)
+  if (!INT_RE.test(s)) throw new CodecFailure(`invalid literal for int() with base 10: ${describeInput(bytes)}`)
+  let core = s.replace(INT_STRIP, "")
+  if (core.includes("_")) core = core.replaceAll("_", "")
+  const digits = core.charCodeAt(0) === 43 || core.charCodeAt(0) === 45 ? core.length - 1 : core.length
+  if (digits > MAX_INT_DIGITS) {
+    throw new CodecFailure(`integer has ${digits} digits, over the limit of ${MAX_INT_DIGITS} (as in CPython)`)
+  }
+  return BigInt(core)
+}
+
+const encodeBigInt = (value: bigint): Uint8Array => {
+  if (typeof value !== "bigint") {
+    throw new CodecFailure(`expected a bigint, got ${typeName(value)}${typeof value === "number" ? " (use Argument.SafeInteger for numbers)" : ""}`)
+  }
+  const s = value.toString()
+  if (s.length > MAX_INT_DIGITS && s.length - (value < 0n ? 1 : 0) > MAX_INT_DIGITS) {
+    throw new CodecFailure(`integer has more than ${MAX_INT_DIGITS} digits; Twisted (CPython) cannot read or write it`)
+  }
+  return ascii(s)
+}
+
+/** `BigInt(n)` for 0..1023, the most common wire integers. */
+const SMALL_BIGINTS: ReadonlyArray<bigint> = Array.from({ length: 1024 }, (_, i) => BigInt(i))
+
+const IntegerArg = makeArgument({
+  name: "Integer",
+  type: Schema.BigInt,
+  encode: encodeBigInt,
+  decode: (bytes) => {
+    const small = parseShortInt(bytes)
+    if (small === undefined) return parseLongInt(bytes)
+    return small >= 0 && small < 1024 ? SMALL_BIGINTS[small]! : BigInt(small)
+  }
+})
+
+const SafeIntegerArg = makeArgument({
+  name: "SafeInteger",
+  type: Schema.Int,
+  encode: (value: number) => {
+    if (!Number.isSafeInteger(value)) {
+      throw new CodecFailure(`expected a safe integer (|n| ≤ 2^53−1), got ${typeName(value) === "number" ? value : typeName(value)}`)
+    }
+    return ascii("" + value)
+  },
+  decode: (bytes) => {
+    const small = parseShortInt(bytes)
+    if (small !== undefined) return small
+    const big = parseLongInt(bytes)
+    if (big > 9007199254740991n || big < -9007199254740991n) {
+      throw new CodecFailure(`integer ${big.toString().slice(0, 40)} is beyond ±(2^53−1); use Argument.Integer (bigint)`)
+    }
+    return Number(big)
+  }
+})
+
+// ---------------------------------------------------------------------------------------------------
+// String, Unicode, Path
+
+const StringArg = makeArgument({
+  name: "String",
+  type: Schema.Uint8Array,
+  encode: (value: Uint8Array) => {
+    if (!(value instanceof Uint8Array)) throw new CodecFailure(`expected a Uint8Array, got ${typeName(value)}`)
+    return value
+  },
+  decode: (bytes) => bytes
+})
+
+const loneSurrogate = (): CodecFailure =>
+  new CodecFailure("'utf-8' codec can't encode a lone surrogate (the string is not well-formed UTF-16)")
+
+/** `Buffer.from(s, "utf8")` (several times faster than `TextEncoder` in Node), as a plain Uint8Array view. */
+const encodeLongUtf8: (value: string) => Uint8Array = typeof globalThis.Buffer === "function"
+  ? (value) => {
+    const buf = globalThis.Buffer.from(value, "utf8")
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
+  }
+  : (value) => utf8Encoder.encode(value)
+
+/** Strict UTF-8 encoding (Python's `str.encode("utf-8")`): a lone surrogate fails. */
+const encodeUtf8 = (value: string): Uint8Array => {
+  if (typeof value !== "string") throw new CodecFailure(`expected a string, got ${typeName(value)}`)
+  const n = value.length
+  if (n > 128) {
+    if (!value.isWellFormed()) throw loneSurrogate()
+    return encodeLongUtf8(value)
+  }
+  // short strings: two passes in JS (size, then write), no native call
+  let size = 0
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i)
+    if (c < 0x80) size += 1
+    else if (c < 0x800) size += 2
+    else if (c < 0xd800 || c > 0xdfff) size += 3
+    else if (c <= 0xdbff && i + 1 < n && (value.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      size += 4
+      i++
+    } else throw loneSurrogate()
+  }
+  const out = new Uint8Array(size)
+  if (size === n) {
+    for (let i = 0; i < n; i++) out[i] = value.charCodeAt(i)
+    return out
+  }
+  let pos = 0
+  for (let i = 0; i < n; i++) {
+    let c = value.charCodeAt(i)
+    if (c < 0x80) out[pos++] = c
+    else if (c < 0x800) {
+      out[pos++] = 0xc0 | (c >> 6)
+      out[pos++] = 0x80 | (c & 0x3f)
+    } else if (c < 0xd800 || c > 0xdfff) {
+      out[pos++] = 0xe0 | (c >> 12)
+      out[pos++] = 0x80 | ((c >> 6) & 0x3f)
+      out[pos++] = 0x80 | (c & 0x3f)
+    } else {
+      c = 0x10000 + ((c - 0xd800) << 10) + (value.charCodeAt(++i) - 0xdc00)
+      out[pos++] = 0xf0 | (c >> 18)
+      out[pos++] = 0x80 | ((c >> 12) & 0x3f)
+      out[pos++] = 0x80 | ((c >> 6) & 0x3f)
+      out[pos++] = 0x80 | (c & 0x3f)
+    }
+  }
+  return out
+}
+
+const decodeUtf8 = (bytes: Uint8Array): string => {
+  const n = bytes.length
+  if (n <= 64) {
+    let i = 0
+    while (i < n && bytes[i]! < 0x80) i++
+    if (i === n) return latin1(bytes, 0, n)
+  }
+  try {
+    return utf8Strict.decode(bytes)
+  } catch {
+    throw new CodecFailure(`'utf-8' codec can't decode ${describeInput(bytes)}: invalid UTF-8`)
+  }
+}
+
+const UnicodeArg = makeArgument({ name: "Unicode", type: Schema.String, encode: encodeUtf8, decode: decodeUtf8 })
+
+/** Python's `os.path.abspath`: like `path.resolve`, but POSIX keeps exactly two leading slashes. */
+const abspath = (p: string): string => {
+  const resolved = NodePath.resolve(p)
+  return p.startsWith("//") && !p.startsWith("///") && NodePath.sep === "/" ? "/" + resolved : resolved
+}
+
+const PathArg = makeArgument({
+  name: "Path",
+  type: Schema.String,
+  encode: encodeUtf8,
+  decode: (bytes) => abspath(decodeUtf8(bytes))
+})
+
+// ---------------------------------------------------------------------------------------------------
+// Float
+
+/** Python's `repr(float)` (Appendix A.1 of the spec). */
+const floatRepr = (x: number): string => {
+  if (x !== x) return "nan"
+  if (x === Infinity) return "inf"
+  if (x === -Infinity) return "-inf"
+  if (x === 0) return Object.is(x, -0) ? "-0.0" : "0.0"
+  const a = x < 0 ? -x : x
+  if (a >= 1e-4 && a < 1e16) {
+    // JS prints this range in fixed notation with the same shortest digits; Python adds ".0"
+    const s = "" + x
+    return s.includes(".") ? s : s + ".0"
+  }
+  const e = a.toExponential() // shortest round-trip digits, "d[.ddd]e±x"
+  const at = e.indexOf("e")
+  const exp = e.slice(at + 2)
+  return (x < 0 ? "-" : "") + e.slice(0, at) + "e" + e[at + 1] + (exp.length === 1 ? "0" + exp : exp)
+}
+
+/** Python `float()` of bytes (Appendix A.4). */
+const FLOAT_RE =
+  /^[ \t\n\v\f\r]*[+-]?(?:(?:[0-9](?:_?[0-9])*(?:\.(?:[0-9](?:_?[0-9])*)?)?|\.[0-9](?:_?[0-9])*)(?:[eE][+-]?[0-9](?:_?[0-9])*)?|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])[ \t\n\v\f\r]*$/
+const SPECIAL_RE = /[a-zA-Z]{3}/
+
+/** True if every byte is one of `0-9 . e E + -`: then JS `Number()` and Python `float()` agree exactly. */
+const isPlainFloatText = (bytes: Uint8Array): boolean => {
+  const n = bytes.length
+  if (n === 0 || n > 64) return false
+  for (let i = 0; i < n; i++) {
+    const c = bytes[i]!
+    if (!((c >= 48 && c <= 57) || c === 46 || c === 101 || c === 69 || c === 43 || c === 45)) return false
+  }
+  return true
+}
+
+const parseFloatBytes = (bytes: Uint8Array): number => {
+  if (isPlainFloatText(bytes)) {
+    // fast path: in this alphabet both grammars are `[+-]?(d+[.d*]|.d+)([eE][+-]?d+)?`; NaN means invalid
+    const v = Number(text(bytes))
+    if (v === v) return v
+    throw new CodecFailure(`could not convert string to float: ${describeInput(bytes)}`)
+  }
+  const s = text(bytes)
+  if (!FLOAT_RE.test(s)) throw new CodecFailure(`could not convert string to float: ${describeInput(bytes)}`)
+  let core = s.replace(INT_STRIP, "")
+  if (SPECIAL_RE.test(core)) {
+    const negative = core.charCodeAt(0) === 45
+    const c = core.charCodeAt(negative || core.charCodeAt(0) === 43 ? 1 : 0) | 0x20
+    return c === 0x6e /* n */ ? NaN : negative ? -Infinity : Infinity
+  }
+  if (core.includes("_")) core = core.replaceAll("_", "")
+  return Number(core) // correctly rounded; overflow gives ±Infinity, underflow ±0
+}
+
+const FloatArg = makeArgument({
+  name: "Float",
+  type: Schema.Number,
+  encode: (value: number) => {
+    if (typeof value !== "number") throw new CodecFailure(`Bad float value: expected a number, got ${typeName(value)}`)
+    return ascii(floatRepr(value))
+  },
+  decode: parseFloatBytes
+})
+
+// ---------------------------------------------------------------------------------------------------
+// Boolean
+
+const BooleanArg = makeArgument({
+  name: "Boolean",
+  type: Schema.Boolean,
+  encode: (value: boolean) => {
+    if (value === true) return new Uint8Array([84, 114, 117, 101])
+    if (value === false) return new Uint8Array([70, 97, 108, 115, 101])
+    throw new CodecFailure(`expected a boolean, got ${typeName(value)}`)
+  },
+  decode: (bytes) => {
+    const n = bytes.length
+    if (n === 4 && bytes[0] === 84 && bytes[1] === 114 && bytes[2] === 117 && bytes[3] === 101) return true
+    if (n === 5 && bytes[0] === 70 && bytes[1] === 97 && bytes[2] === 108 && bytes[3] === 115 && bytes[4] === 101) {
+      return false
+    }
+    throw new CodecFailure(`Bad boolean value: ${describeInput(bytes)}`)
+  }
+})
+
+// ---------------------------------------------------------------------------------------------------
+// Decimal, DateTime
+
+const DecimalArg = makeArgument({
+  name: "Decimal",
+  type: DecimalValue.schema,
+  encode: (value: DecimalValue.Decimal) => {
+    if (!(value instanceof DecimalValue.Decimal)) {
+      throw new CodecFailure(`amp.Decimal can only encode Decimal values, got ${typeName(value)}`)
+    }
+    return ascii(DecimalValue.toString(value))
+  },
+  decode: (bytes) => {
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i]! > 0x7f) throw new CodecFailure(`'ascii' codec can't decode ${describeInput(bytes)}`)
+    }
+    const d = DecimalValue.parse(text(bytes))
+    if (d === undefined) throw new CodecFailure(`invalid decimal literal: ${describeInput(bytes)}`)
+    return d
+  }
+})
+
+const DateTimeArg = makeArgument({
+  name: "DateTime",
+  type: DateTimeValue.schema,
+  encode: (value: DateTimeValue.DateTime) => {
+    if (!(value instanceof DateTimeValue.DateTime)) {
+      throw new CodecFailure(`amp.DateTime can only encode DateTime values, got ${typeName(value)}`)
+    }
+    const reason = DateTimeValue.invalidReason(
+      value.year,
+      value.month,
+      value.day,
+      value.hour,
+      value.minute,
+      value.second,
+      value.microsecond,
+      value.offsetMinutes
+    )
+    if (reason !== undefined) throw new CodecFailure(reason)
+    return DateTimeValue.toBytes(value)
+  },
+  decode: (bytes) => {
+    const r = DateTimeValue.parseBytes(bytes)
+    if (typeof r === "string") throw new CodecFailure(`${r} in ${describeInput(bytes)}`)
+    return r
+  }
+})
+
+// ---------------------------------------------------------------------------------------------------
+// ListOf
+
+/**
+ * The schema type of {@link ListOf}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ListOf<S extends AnyArgument> = Schema.decodeTo<Schema.$Array<Schema.toType<S>>, Schema.Uint8Array>
+
+/**
+ * A list of values of one argument type (Twisted's `ListOf(elementType)`): each element is encoded
+ * with `element`, prefixed by its length as a big-endian uint16, and the results are concatenated
+ * (no count, no terminator; `[]` is the empty value).
+ *
+ * Decoding drops an incomplete trailing element exactly like Twisted (`\x00\x011\x00\x032` → `[1n]`).
+ * Encoding fails for an element over 65535 bytes; the whole value must also fit in 65535 bytes when
+ * the box is sent. Works with every argument type, including nested `ListOf` and `AmpList` (Twisted
+ * itself cannot put an `AmpList` inside a `ListOf`, so only use that between effect-amp peers).
+ *
+ * @example
+ * ```ts
+ * import { Argument } from "effect-amp"
+ * import { Schema } from "effect"
+ * const Ints = Argument.ListOf(Argument.Integer)
+ * Schema.encodeSync(Ints)([1n, 20n, 500n]) // \x00\x011\x00\x0220\x00\x03500
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const ListOf = <S extends AnyArgument>(element: S): ListOf<S> => {
+  const el = fastCodecOf(element)
+  return makeArgument({
+    name: `ListOf(${el.name})`,
+    type: Schema.Array(Schema.toType(element)),
+    encode: (values: ReadonlyArray<S["Type"]>) => {
+      if (!Array.isArray(values)) throw new CodecFailure(`expected an array, got ${typeName(values)}`)
+      const count = values.length
+      const parts = new Array<Uint8Array>(count)
+      let total = 0
+      for (let i = 0; i < count; i++) {
+        let b: Uint8Array
+        try {
+          b = el.encode(values[i])
+        } catch (e) {
+          throw new CodecFailure(`element ${i}: ${e instanceof CodecFailure ? e.reason : show(e)}`)
+        }
+        if (b.length > 0xffff) throw new CodecFailure(`element ${i} is ${b.length} bytes, over 65535`)
+        parts[i] = b
+        total += 2 + b.length
+      }
+      const out = new Uint8Array(total)
+      let pos = 0
+      for (let i = 0; i < count; i++) {
+        const b = parts[i]!
+        out[pos] = b.length >>> 8
+        out[pos + 1] = b.length & 0xff
+        out.set(b, pos + 2)
+        pos += 2 + b.length
+      }
+      return out
+    },
+    decode: (bytes): ReadonlyArray<S["Type"]> => {
+      const out: Array<S["Type"]> = []
+      const n = bytes.length
+      let i = 0
+      while (i + 2 <= n) {
+        const len = (bytes[i]! << 8) | bytes[i + 1]!
+        const end = i + 2 + len
+        if (end > n) break // incomplete tail: dropped, as Twisted's Int16StringReceiver does
+        try {
+          out.push(el.decode(bytes.subarray(i + 2, end)))
+        } catch (e) {
+          throw new CodecFailure(`element ${out.length}: ${e instanceof CodecFailure ? e.reason : show(e)}`)
+        }
+        i = end
+      }
+      return out
+    }
+  }) as ListOf<S>
+}
+
+// ---------------------------------------------------------------------------------------------------
+// AmpList
+
+/**
+ * Default nesting limit of {@link AmpList} decoding: how many `AmpList` values may be being decoded
+ * inside one another at once (32).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_AMP_LIST_MAX_DEPTH = 32
+
+/** AmpList decodes currently on the stack (decoding is synchronous, so one counter suffices). */
+let ampListDepth = 0
+/**
+ * The limit that was hit, while the failure unwinds: layers in between (e.g. `Schema.suspend`) wrap the
+ * message, so the outermost AmpList reports the depth failure itself.
+ */
+let depthExceeded = 0
+
+/**
+ * The schema type of {@link AmpList}: an array of objects typed by the fields (with
+ * {@link optional} fields as optional properties).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AmpList<F extends Fields> = Schema.decodeTo<Schema.$Array<Schema.toType<Schema.Struct<F>>>, Schema.Uint8Array>
+
+/**
+ * A list of structured elements (Twisted's `AmpList(subargs)`): each element is a whole box, encoded
+ * with `fields` (keys sorted, ending with the empty key `\x00\x00`), and the boxes are concatenated.
+ * Keys in an element that are not in `fields` are ignored on decode; an incomplete trailing box is
+ * dropped, as in Twisted. Elements may contain any argument type, including `ListOf` and other
+ * `AmpList`s, to any depth.
+ *
+ * Decoding fails when this `AmpList` value sits inside `maxDepth` (default
+ * {@link DEFAULT_AMP_LIST_MAX_DEPTH}) or more other `AmpList` values being decoded, so a recursive
+ * definition (through `Schema.suspend`) cannot be driven into unbounded recursion by hostile input.
+ *
+ * @example
+ * ```ts
+ * import { Argument } from "effect-amp"
+ * const Items = Argument.AmpList({
+ *   id: Argument.Integer,
+ *   name: Argument.Unicode,
+ *   weight: Argument.optional(Argument.Float),
+ *   children: Argument.AmpList({ x: Argument.Integer })
+ * })
+ * // typeof Items.Type: ReadonlyArray<{ readonly id: bigint; readonly name: string; readonly weight?: number; readonly children: ReadonlyArray<{ readonly x: bigint }> }>
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const AmpList = <const F extends Fields>(
+  fields: F,
+  options?: { readonly maxDepth?: number | undefined }
+): AmpList<F> => {
+  const maxDepth = options?.maxDepth ?? DEFAULT_AMP_LIST_MAX_DEPTH
+  let compiled: FieldsCodec | undefined // compiled on first use, so fields may refer to schemas defined later
+  const codec = (): FieldsCodec => (compiled ??= compileFields(fields))
+  const fieldFailure = (i: number, e: unknown): CodecFailure =>
+    new CodecFailure(
+      e instanceof FieldFailure
+        ? `element ${i}, key ${JSON.stringify(e.key)}: ${e.reason}`
+        : `element ${i}: ${e instanceof CodecFailure ? e.reason : show(e)}`
+    )
+  return makeArgument({
+    name: "AmpList",
+    type: Schema.Array(Schema.toType(Schema.Struct(fields))),
+    encode: (values: ReadonlyArray<Schema.Struct<F>["Type"]>) => {
+      if (!Array.isArray(values)) throw new CodecFailure(`expected an array, got ${typeName(values)}`)
+      const c = codec()
+      const boxes = new Array<Box.Box>(values.length)
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i]
+        if (typeof v !== "object" || v === null) throw new CodecFailure(`element ${i}: expected an object, got ${typeName(v)}`)
+        const box = new Map<string, Uint8Array>()
+        try {
+          c.encode(v, box)
+        } catch (e) {
+          throw fieldFailure(i, e)
+        }
+        boxes[i] = box
+      }
+      try {
+        return Box.encodeAllUnsafe(boxes)
+      } catch (e) {
+        throw new CodecFailure(e instanceof Error ? e.message : show(e))
+      }
+    },
+    decode: (bytes): ReadonlyArray<Schema.Struct<F>["Type"]> => {
+      if (ampListDepth === 0) depthExceeded = 0
+      if (ampListDepth >= maxDepth) {
+        depthExceeded = maxDepth
+        throw new CodecFailure(`AmpList nested deeper than ${maxDepth}`)
+      }
+      const c = codec()
+      const boxes: Array<Box.Box> = []
+      const error = Box.makeDecoder().feed(bytes, boxes) // a trailing partial box stays pending: dropped
+      if (error !== undefined) throw new CodecFailure(`malformed AmpList element: ${error.message}`)
+      const out = new Array<Schema.Struct<F>["Type"]>(boxes.length)
+      ampListDepth++
+      try {
+        for (let i = 0; i < boxes.length; i++) {
+          try {
+            out[i] = c.decode(boxes[i]!) as Schema.Struct<F>["Type"]
+          } catch (e) {
+            if (ampListDepth === 1 && depthExceeded !== 0) {
+              throw new CodecFailure(`AmpList nested deeper than ${depthExceeded}`)
+            }
+            throw fieldFailure(i, e)
+          }
+        }
+      } finally {
+        ampListDepth--
+      }
+      return out
+    }
+  }) as AmpList<F>
+}
+
+// ---------------------------------------------------------------------------------------------------
+// optional, make, fromUnicode
+
+/**
+ * Marks a field optional (Twisted's `optional=True`): an absent key on the wire is an absent property,
+ * and an absent (or `undefined`) property is not written. It is `Schema.optionalKey`, so the field's
+ * property type is `?: A` (with `exactOptionalPropertyTypes`, not `| undefined`). A present but empty
+ * value is decoded, not treated as absent.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const optional = <S extends AnyArgument>(argument: S): Schema.optionalKey<S> => Schema.optionalKey(argument)
+
+/**
+ * Makes a new argument type from synchronous `encode`/`decode` functions and the Schema of the value
+ * (`type`, used for validation when the codec runs through Schema). Both functions receive and return
+ * plain values and report failures by throwing {@link CodecFailure}. The result is a genuine
+ * `Schema.Codec<A, Uint8Array>` that commands call without the Schema interpreter.
+ *
+ * Any other `Schema.Codec<A, Uint8Array>` also works as an argument as it is (it is run through Schema,
+ * somewhat slower); for a Schema whose encoded side is a string, see {@link fromUnicode}.
+ *
+ * @example
+ * ```ts
+ * import { Argument } from "effect-amp"
+ * import { Schema } from "effect"
+ *
+ * // a comma-separated list of words
+ * const Words = Argument.make({
+ *   name: "Words",
+ *   type: Schema.Array(Schema.String),
+ *   encode: (words) => new TextEncoder().encode(words.join(",")),
+ *   decode: (bytes) => {
+ *     if (bytes.length === 0) return []
+ *     return new TextDecoder().decode(bytes).split(",")
+ *   }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <S extends Schema.Codec<S["Type"], S["Type"], never, never>>(options: {
+  /** Used in failure messages. */
+  readonly name: string
+  /** The Schema of the decoded value (its encoded side must be the same type). */
+  readonly type: S
+  readonly encode: (value: S["Type"]) => Uint8Array
+  readonly decode: (bytes: Uint8Array) => S["Type"]
+}): Argument<S> => makeArgument<S["Type"], S>(options)
+
+/**
+ * The schema type of {@link fromUnicode}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FromUnicode<S extends Schema.Codec<any, string, never, never>> = Schema.compose<S, typeof UnicodeArg>
+
+/**
+ * An argument type from any Schema whose encoded side is a string, carried as UTF-8 text (like
+ * `Unicode`). The schema's own decoding (validation, transformation) runs after the UTF-8 decode.
+ *
+ * @example
+ * ```ts
+ * import { Argument } from "effect-amp"
+ * import { Schema } from "effect"
+ * const Port = Argument.fromUnicode(Schema.FiniteFromString) // "8080" on the wire
+ * const Color = Argument.fromUnicode(Schema.Literals(["red", "green"]))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromUnicode = <S extends Schema.Codec<any, string, never, never>>(schema: S): FromUnicode<S> => {
+  const composed = UnicodeArg.pipe(Schema.decodeTo(schema))
+  const decode = Schema.decodeUnknownExit(schema)
+  const encode = Schema.encodeUnknownExit(schema)
+  const name = `fromUnicode(${schema.ast._tag})`
+  return register(composed, {
+    name,
+    decode: (bytes) => {
+      const exit = decode(decodeUtf8(bytes))
+      if (exit._tag === "Success") return exit.value
+      throw new CodecFailure(show(exit.cause))
+    },
+    encode: (value) => {
+      const exit = encode(value)
+      if (exit._tag === "Success") return encodeUtf8(exit.value)
+      throw new CodecFailure(show(exit.cause))
+    }
+  })
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the exported argument types (declared above under local names: `String` and `Boolean` would shadow
+// the globals inside this module)
+
+/**
+ * An arbitrary-precision integer as a `bigint` (Twisted's `Integer`). Wire: decimal digits (`-42`,
+ * `1267650600228229401496703205376`).
+ *
+ * Decoding accepts what Python's `int()` accepts: surrounding ASCII whitespace, a `+`/`-` sign, leading
+ * zeros and single `_` between digits (`" 1_000 "` → `1000n`); anything else fails (`1.0`, `0x10`,
+ * `1e3`, empty). Like CPython, more than 4300 digits fail in both directions.
+ * For `number`s use {@link SafeInteger}.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const Integer = IntegerArg
+
+/**
+ * Twisted's `Integer` as a JS `number`. Encodes only safe integers (|n| ≤ 2^53−1); decoding a value
+ * beyond that fails (typed) instead of losing precision. Same wire form and grammar as {@link Integer}.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const SafeInteger = SafeIntegerArg
+
+/**
+ * Raw bytes (Twisted's `String`, Python `bytes`), passed through unchanged in both directions (any
+ * bytes, NUL included). A decoded value may be a view into the received data: copy it (`.slice()`) if
+ * you keep it for long and want the rest of the chunk to be collectable.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const String = StringArg
+
+/**
+ * Text as strict UTF-8 (Twisted's `Unicode`). Encoding a string with a lone surrogate fails (Python's
+ * encoder refuses it; `TextEncoder` would silently write U+FFFD). Decoding invalid UTF-8, including
+ * encoded surrogates (`ED A0 80`), fails; a byte order mark is kept as U+FEFF.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const Unicode = UnicodeArg
+
+/**
+ * A double (Twisted's `Float`). Encoding writes Python's `repr(float)`: shortest round-trip digits,
+ * `1.0`, `1e+16`, `1e-05`, `-0.0`, `nan`, `inf`, `-inf` (NaN's sign is not written). Decoding follows
+ * Python's `float()`: whitespace, sign, `_` between digits, `.5`, `5.`, exponents,
+ * `nan`/`inf`/`infinity` in any case; overflow gives ±Infinity and underflow ±0.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const Float = FloatArg
+
+/**
+ * A boolean (Twisted's `Boolean`): exactly `True` / `False` in both directions; anything else
+ * (`true`, `TRUE`, `1`, empty) fails to decode.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const Boolean = BooleanArg
+
+/**
+ * A lossless decimal (Twisted's `Decimal`, Python `decimal.Decimal`) as a {@link DecimalValue.Decimal}
+ * from `effect-amp/Decimal`. Encoding writes Python's `str(Decimal)` (`1.10`, `1E+2`, `-0`, `0E+6`,
+ * `NaN`, `-sNaN`, `Infinity`); decoding accepts Python's `Decimal()` grammar (whitespace, `_` anywhere,
+ * any-case `inf`/`nan`); non-ASCII bytes fail.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const Decimal = DecimalArg
+
+/**
+ * A date-time with microseconds and a UTC offset (Twisted's `DateTime`) as a
+ * {@link DateTimeValue.DateTime}. Wire: always 32 characters,
+ * `'%04i-%02i-%02iT%02i:%02i:%02i.%06i%s%02i:%02i'`; **UTC is written `-00:00`** (the sign is `+` only
+ * for a positive offset). Decoding follows Twisted: fixed slices read leniently, sign `+`/`-`, minutes
+ * over 59 carry, offset within ±24h, fields valid like Python's `datetime`.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const DateTime = DateTimeArg
+
+/**
+ * A filesystem path (Twisted's `Path`, a `FilePath`) as a string, UTF-8 on the wire. Decoding makes it
+ * absolute and normalized like `FilePath` (relative paths are resolved against this process's working
+ * directory, `..` is collapsed). Encoding writes the string as given (Twisted always sends an absolute
+ * path, since a `FilePath` holds one; resolve it first if the peer should not see a relative path).
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const Path = PathArg
