@@ -7,12 +7,17 @@
  * @since 0.1.0
  */
 export * as AmpError from "./AmpError.ts"
+export * as Argument from "./Argument.ts"
 export * as Box from "./Box.ts"
 export * as Client from "./Client.ts"
 export * as Command from "./Command.ts"
 export * as Connection from "./Connection.ts"
 export * as ConnectionInfo from "./ConnectionInfo.ts"
+export * as DateTime from "./DateTime.ts"
+export * as Decimal from "./Decimal.ts"
 export * as Dispatcher from "./Dispatcher.ts"
 export * as MemorySocket from "./MemorySocket.ts"
+export * as ProtocolSwitch from "./ProtocolSwitch.ts"
 export * as Responders from "./Responders.ts"
 export * as Server from "./Server.ts"
+export * as StartTLS from "./StartTLS.ts"

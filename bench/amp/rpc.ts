@@ -1,0 +1,107 @@
+/**
+ * effect-amp's side of the rpc benchmarks: an effect-amp server and client for
+ * `Sum(a: Integer, b: Integer) -> total: Integer`, run as separate processes. Same command line and
+ * output as the baselines (bench/plain/rpc.ts, bench/twisted/rpc_bench.py):
+ *
+ *   node bench/amp/rpc.ts server [--port 0] [--host 127.0.0.1]
+ *       prints `LISTENING <port>`, then serves until SIGTERM/SIGINT
+ *   node bench/amp/rpc.ts client --connect 127.0.0.1:PORT --mode sequential|pipelined
+ *                                [--outstanding N] [--seconds S] [--warmup S]
+ *       prints {"calls": n, "seconds": s, "rate": r, "errors": e}; every answer is checked
+ *
+ * `pipelined`: N fibers, each issuing its next call when its answer arrives (N calls in flight).
+ */
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Fiber } from "effect"
+import { Argument, Client, Command, Responders, Server } from "../../src/index.ts"
+
+const Sum = Command.make("Sum", {
+  arguments: { a: Argument.Integer, b: Argument.Integer },
+  response: { total: Argument.Integer }
+})
+
+const Handlers = Responders.layer(Responders.handle(Sum, ({ a, b }) => Effect.succeed({ total: a + b })))
+
+const flags = (argv: ReadonlyArray<string>): Map<string, string> => {
+  const out = new Map<string, string>()
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a.startsWith("--")) out.set(a.slice(2), argv[i + 1] ?? "")
+  }
+  return out
+}
+
+const serve = (host: string, port: number) =>
+  Effect.gen(function*() {
+    const server = yield* Server.make({ host, port })
+    const bound = server.address._tag === "Tcp" ? server.address.port : 0
+    process.stdout.write(`LISTENING ${bound}\n`)
+    return yield* Effect.never
+  }).pipe(Effect.scoped, Effect.provide(Handlers))
+
+const client = (options: {
+  host: string
+  port: number
+  mode: "sequential" | "pipelined"
+  outstanding: number
+  seconds: number
+  warmup: number
+}) =>
+  Effect.gen(function*() {
+    const connection = yield* Client.connect({ host: options.host, port: options.port })
+    const amp = connection.dispatcher
+    let calls = 0
+    let errors = 0
+    let counting = false
+    let deadline = 0
+    let n = 0
+    const worker = Effect.gen(function*() {
+      while (performance.now() < deadline) {
+        const a = BigInt(n++)
+        const result = yield* Effect.result(amp.callRemote(Sum, { a, b: 7n }))
+        if (result._tag === "Success" && result.success.total === a + 7n) {
+          if (counting) calls++
+        } else errors++
+      }
+    })
+    const workers = options.mode === "pipelined" ? options.outstanding : 1
+    const drive = (seconds: number) =>
+      Effect.gen(function*() {
+        deadline = performance.now() + seconds * 1000
+        const fibers = yield* Effect.forEach(
+          Array.from({ length: workers }),
+          () => Effect.forkChild(worker),
+          { concurrency: "unbounded" }
+        )
+        yield* Fiber.joinAll(fibers)
+      })
+    if (options.warmup > 0) yield* drive(options.warmup)
+    counting = true
+    const start = performance.now()
+    yield* drive(options.seconds)
+    const seconds = (performance.now() - start) / 1000
+    process.stdout.write(JSON.stringify({ calls, seconds, rate: calls / seconds, errors }) + "\n")
+  }).pipe(Effect.scoped, Effect.provide(Responders.empty))
+
+const [mode, ...rest] = process.argv.slice(2)
+const f = flags(rest)
+if (mode === "server") {
+  NodeRuntime.runMain(serve(f.get("host") ?? "127.0.0.1", Number(f.get("port") ?? 0)))
+} else if (mode === "client") {
+  const [host, port] = (f.get("connect") ?? "127.0.0.1:0").split(":")
+  const m = f.get("mode") ?? "sequential"
+  if (m !== "sequential" && m !== "pipelined") throw new Error("--mode must be sequential or pipelined")
+  NodeRuntime.runMain(
+    client({
+      host: host!,
+      port: Number(port),
+      mode: m,
+      outstanding: Number(f.get("outstanding") ?? 1),
+      seconds: Number(f.get("seconds") ?? 5),
+      warmup: Number(f.get("warmup") ?? 0)
+    })
+  )
+} else {
+  process.stderr.write("usage: node bench/amp/rpc.ts server|client ...\n")
+  process.exit(2)
+}
