@@ -9,7 +9,7 @@
  * Loopback only; bounded in count (connections × outstanding) and time.
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Fiber } from "effect"
+import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as Path from "node:path"
@@ -89,12 +89,11 @@ const program = Effect.gen(function*() {
       }
     })
   const start = performance.now()
-  const fibers = yield* Effect.forEach(
+  yield* Effect.forEach(
     conns.flatMap((c) => Array.from({ length: outstanding }, () => c.dispatcher)),
-    (amp) => Effect.forkChild(worker(amp)),
-    { concurrency: "unbounded" }
+    worker,
+    { concurrency: "unbounded", discard: true }
   )
-  yield* Fiber.joinAll(fibers)
   const elapsed = (performance.now() - start) / 1000
   const serverEnd = procRss(server.pid)
   const clientEnd = process.memoryUsage().rss / 1024

@@ -12,7 +12,7 @@
  * `pipelined`: N fibers, each issuing its next call when its answer arrives (N calls in flight).
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Effect, Fiber } from "effect"
+import { Effect } from "effect"
 import { Argument, Client, Command, Responders, Server } from "../../src/index.ts"
 
 const Sum = Command.make("Sum", {
@@ -68,12 +68,10 @@ const client = (options: {
     const drive = (seconds: number) =>
       Effect.gen(function*() {
         deadline = performance.now() + seconds * 1000
-        const fibers = yield* Effect.forEach(
-          Array.from({ length: workers }),
-          () => Effect.forkChild(worker),
-          { concurrency: "unbounded" }
-        )
-        yield* Fiber.joinAll(fibers)
+        yield* Effect.forEach(Array.from({ length: workers }), () => worker, {
+          concurrency: "unbounded",
+          discard: true
+        })
       })
     if (options.warmup > 0) yield* drive(options.warmup)
     counting = true
