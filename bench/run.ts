@@ -16,12 +16,13 @@
  * module exporting a {@link Group} (see bench/codec.ts) and list it in `groups` below.
  */
 import { codec } from "./codec.ts"
+import { rpc } from "./rpc.ts"
 import type { Group, GroupOptions, Result } from "./support.ts"
 
 /** Every benchmark group, in run order. */
 const groups: ReadonlyArray<Group> = [
-  codec
-  // rpc: end-to-end calls over TCP (to be added: bench/rpc.ts, plain-Node baseline bench/plain/rpc.ts)
+  codec,
+  rpc
 ]
 
 interface Args {
