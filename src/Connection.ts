@@ -363,6 +363,9 @@ export const make = Effect.fnUntraced(function*(
     Effect.andThen(Scope.close(p.readerScope, Exit.void), Scope.close(p.writerScope, Exit.void))
 
   let phase: Phase = yield* acquirePhase(socket)
+  // false between releasing a phase and acquiring the next (a transition, or after a failed handshake):
+  // the released phase's writer must not be used then (it would wait forever for a socket)
+  let phaseLive = true
   let decoder = Box.makeDecoder()
 
   const queue = yield* Queue.bounded<Box.Box | Hold, import("effect").Cause.Done>(options?.maxQueuedBoxes ?? 1024)
@@ -447,6 +450,7 @@ export const make = Effect.fnUntraced(function*(
     Effect.gen(function*() {
       yield* Deferred.await(hold.reached)
       yield* releasePhase(phase)
+      phaseLive = false
       if (leftover.length > 0) raw!.unshift(Buffer.from(leftover.buffer, leftover.byteOffset, leftover.length))
       return raw!
     })
@@ -477,6 +481,7 @@ export const make = Effect.fnUntraced(function*(
       phase = yield* acquirePhase(yield* wrapDuplex(tls)).pipe(
         Effect.mapError((error) => new TlsError({ reason: `after the handshake: ${error.message}` }))
       )
+      phaseLive = true
       decoder = Box.makeDecoder()
       awaitingFirstBox = options?.firstBoxTimeoutMillis !== undefined
       yield* Deferred.succeed(hold.release, true)
@@ -706,7 +711,7 @@ export const make = Effect.fnUntraced(function*(
     }
     state = "closed"
     yield* Fiber.interrupt(writerFiber)
-    if (mode === "abort" && !locked) yield* Effect.ignore(phase.writer.write(new Socket.CloseEvent(1006)))
+    if (mode === "abort" && !locked && phaseLive) yield* Effect.ignore(phase.writer.write(new Socket.CloseEvent(1006)))
     // Without the Node stream (a socket given to `make`, e.g. MemorySocket), ending the writer is the only
     // way to tell the peer: release it before the reader (the reader's release detaches the socket and
     // the writer's would then do nothing, leaving the peer waiting forever).
