@@ -15,6 +15,7 @@ import * as Connection from "../../src/Connection.ts"
 import * as MemorySocket from "../../src/MemorySocket.ts"
 import * as Responders from "../../src/Responders.ts"
 import * as Server from "../../src/Server.ts"
+import { wrapDuplex } from "../../src/internal/node.ts"
 import { responders } from "./commands.ts"
 
 // --- connected pairs -------------------------------------------------------------------------------
@@ -175,6 +176,7 @@ const wrapRaw = (socket: Net.Socket): RawPeer => {
   socket.on("close", () => {
     closed = true
   })
+  socket.resume()
   const received = () => concatBytes(chunks)
   const boxes = () => {
     const out: Array<Box.Box> = []
@@ -223,14 +225,20 @@ export const rawConnectTo = (server: Server.Server) =>
 
 /** A raw listening socket on 127.0.0.1: accept raw peers (our `Client` connects to `port`). */
 export const rawListen: Effect.Effect<
-  { readonly port: number; readonly accept: Effect.Effect<RawPeer, WaitTimeout> },
+  {
+    readonly port: number
+    /** The next accepted socket, as a raw peer (it starts reading at once). */
+    readonly accept: Effect.Effect<RawPeer, WaitTimeout>
+    /** The next accepted socket, untouched (paused; nobody reads it yet). */
+    readonly acceptSocket: Effect.Effect<Net.Socket, WaitTimeout>
+  },
   never,
   Scope.Scope
 > = Effect.gen(function*() {
   const accepted: Array<Net.Socket> = []
   const server = yield* Effect.acquireRelease(
     Effect.callback<Net.Server>((resume) => {
-      const server = Net.createServer((socket) => {
+      const server = Net.createServer({ pauseOnConnect: true }, (socket) => {
         socket.setNoDelay(true)
         accepted.push(socket)
       })
@@ -244,11 +252,8 @@ export const rawListen: Effect.Effect<
   )
   const port = (server.address() as Net.AddressInfo).port
   let next = 0
-  const accept = Effect.map(
-    poll("accept", () => (accepted.length > next ? accepted[next++] : undefined), () => "", 5_000),
-    wrapRaw
-  )
-  return { port, accept }
+  const acceptSocket = poll("accept", () => (accepted.length > next ? accepted[next++] : undefined), () => "", 5_000)
+  return { port, accept: Effect.map(acceptSocket, wrapRaw), acceptSocket }
 })
 
 /** Our `Client` connected to a raw listening peer: the raw socket plays the server. */
@@ -289,3 +294,31 @@ export const socketHandles = (): Record<"TCPSocketWrap" | "TCPServerWrap" | "Pip
   }
   return counts
 }
+
+/**
+ * A listening socket on 127.0.0.1 whose accepted connections each run `Connection.make` (as the TCP
+ * server, with the Node stream, like `Server` does), so a test can see the server-side `Connection`
+ * (its `ended` reason, its dispatcher).
+ */
+export const acceptConnections = (
+  handlers: ReadonlyArray<Responders.Any>,
+  options?: Connection.Options
+) =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const listener = yield* rawListen
+    const accept = Effect.gen(function*() {
+      const raw = yield* Effect.orDie(listener.acceptSocket)
+      raw.on("error", () => {})
+      const socket = yield* wrapDuplex(raw)
+      return yield* Connection.make(socket, { ...options, info: { transport: "tcp", ...options?.info } }, {
+        role: "server",
+        raw
+      }).pipe(
+        Effect.provideService(Responders.Responders, responders(...handlers)),
+        Effect.orDie,
+        Scope.provide(scope)
+      )
+    })
+    return { port: listener.port, accept }
+  })
