@@ -3,42 +3,11 @@
  * faults). The argument types come from `src/Argument.ts`.
  */
 import { Deferred, Effect, Ref, Schema } from "effect"
-import { makeArgument } from "../../src/internal/argument.ts"
+import * as Argument from "../../src/Argument.ts"
 import * as Command from "../../src/Command.ts"
 import * as ConnectionInfo from "../../src/ConnectionInfo.ts"
 import * as Dispatcher from "../../src/Dispatcher.ts"
 import * as Responders from "../../src/Responders.ts"
-
-// --- argument types (temporary: until src/Argument.ts lands) ---------------------------------------
-
-const enc = new TextEncoder()
-const utf8 = new TextDecoder("utf-8", { fatal: true })
-const Argument = {
-  Integer: makeArgument({
-    name: "Integer",
-    type: Schema.BigInt,
-    encode: (v: bigint) => enc.encode(v.toString()),
-    decode: (b: Uint8Array) => {
-      const s = new TextDecoder().decode(b)
-      if (!/^-?[0-9]+$/.test(s)) throw new Error(`bad integer ${s}`)
-      return BigInt(s)
-    }
-  }),
-  Unicode: makeArgument({ name: "Unicode", type: Schema.String, encode: (v: string) => enc.encode(v), decode: (b: Uint8Array) => utf8.decode(b) }),
-  String: makeArgument({ name: "String", type: Schema.Uint8Array as unknown as Schema.Codec<Uint8Array, Uint8Array>, encode: (v: Uint8Array) => v, decode: (b: Uint8Array): Uint8Array => b.slice() }),
-  Boolean: makeArgument({
-    name: "Boolean",
-    type: Schema.Boolean,
-    encode: (v: boolean) => enc.encode(v ? "True" : "False"),
-    decode: (b: Uint8Array) => {
-      const s = new TextDecoder().decode(b)
-      if (s === "True") return true
-      if (s === "False") return false
-      throw new Error(`bad boolean ${s}`)
-    }
-  }),
-  optional: <S extends Schema.Top>(s: S) => Schema.optionalKey(s)
-}
 
 // --- errors ----------------------------------------------------------------------------------------
 

@@ -305,8 +305,8 @@ export const acceptConnections = (
   options?: Connection.Options
 ) =>
   Effect.gen(function*() {
-    const scope = yield* Effect.scope
     const listener = yield* rawListen
+    /** The next accepted connection, living in the caller's scope. */
     const accept = Effect.gen(function*() {
       const raw = yield* Effect.orDie(listener.acceptSocket)
       raw.on("error", () => {})
@@ -316,8 +316,7 @@ export const acceptConnections = (
         raw
       }).pipe(
         Effect.provideService(Responders.Responders, responders(...handlers)),
-        Effect.orDie,
-        Scope.provide(scope)
+        Effect.orDie
       )
     })
     return { port: listener.port, accept }
