@@ -437,7 +437,7 @@ export const make = Effect.fnUntraced(function*(
     responders.context,
     Context.make(Dispatcher, service).pipe(Context.add(ConnectionInfo, info))
   )
-  const fork = yield* FiberSet.runtime(handlers)<never>()
+  const handlerScope = yield* Effect.scope
 
   const dispatchCommand = (box: Box): Effect.Effect<void, ProtocolError> => {
     const nameBytes = box.get(Command.COMMAND)!
@@ -457,16 +457,21 @@ export const make = Effect.fnUntraced(function*(
       : handler._tag === "RawHandler"
       ? runRaw(handler, box)
       : Effect.succeed<Outcome>({ _tag: "Unknown", reason: "protocol switch commands need a connection" })
+    // Each command runs in its own fiber, started at once (a handler that completes synchronously
+    // answers without a trip through the scheduler).
     return Effect.flatMap(handlerSlots.take(1), () =>
-      Effect.sync(() => {
-        fork(
+      Effect.flatMap(
+        Effect.forkIn(
           run.pipe(
             Effect.flatMap((outcome) => finish(askTag, name, outcome)),
             Effect.provideContext(handlerContext),
             Effect.ensuring(handlerSlots.release(1))
-          ) as Effect.Effect<void>
-        )
-      }))
+          ) as Effect.Effect<void>,
+          handlerScope,
+          { startImmediately: true }
+        ),
+        (fiber) => Effect.sync(() => FiberSet.addUnsafe(handlers, fiber))
+      ))
   }
 
   const receive = (box: Box): Effect.Effect<void, ProtocolError> => {
