@@ -370,9 +370,13 @@ export const make = Effect.fnUntraced(function*(
 
   const queue = yield* Queue.bounded<Box.Box | Hold, import("effect").Cause.Done>(options?.maxQueuedBoxes ?? 1024)
 
+  // completed by any abort request, even one made while a graceful close is already under way: the
+  // graceful waits (running handlers, the flush) then stop at once ("abort: stop now")
+  const abortRequested = Deferred.makeUnsafe<void>()
   const requestEnd = (mode: Mode, end: ConnectionEnded): Effect.Effect<void> =>
     Effect.sync(() => {
       Deferred.doneUnsafe(endRequest, Exit.succeed({ mode, end }))
+      if (mode === "abort") Deferred.doneUnsafe(abortRequested, Exit.void)
     })
 
   // set by startTLS / switchProtocol just before their box is queued
@@ -694,21 +698,27 @@ export const make = Effect.fnUntraced(function*(
 
   // --- lifecycle ---------------------------------------------------------------------------------
   const shutdown = Effect.gen(function*() {
-    const { end, mode } = yield* Deferred.await(endRequest)
+    const request = yield* Deferred.await(endRequest)
+    const end = request.end
+    let mode = request.mode
+    const unlessAborted = <A, E>(wait: Effect.Effect<A, E>) =>
+      Effect.raceFirst(Effect.asVoid(Effect.ignore(wait)), Deferred.await(abortRequested))
     state = "closing"
     yield* Fiber.interrupt(readerFiber)
     yield* handle.failAll(end.reason)
     if (mode === "graceful") {
-      yield* handle.awaitHandlers.pipe(Effect.timeoutOrElse({ duration: closeTimeout, orElse: () => Effect.void }))
-    }
-    yield* Scope.close(dispatcherScope, Exit.void) // interrupts remaining handlers
-    if (mode !== "abort" && !locked) {
-      yield* Queue.end(queue)
-      yield* Fiber.join(writerFiber).pipe(
-        Effect.timeoutOrElse({ duration: closeTimeout, orElse: () => Effect.void }),
-        Effect.ignore
+      yield* unlessAborted(
+        handle.awaitHandlers.pipe(Effect.timeoutOrElse({ duration: closeTimeout, orElse: () => Effect.void }))
       )
     }
+    yield* Scope.close(dispatcherScope, Exit.void) // interrupts remaining handlers
+    if (mode !== "abort" && !locked && !Deferred.isDoneUnsafe(abortRequested)) {
+      yield* Queue.end(queue)
+      yield* unlessAborted(
+        Fiber.join(writerFiber).pipe(Effect.timeoutOrElse({ duration: closeTimeout, orElse: () => Effect.void }))
+      )
+    }
+    if (Deferred.isDoneUnsafe(abortRequested)) mode = "abort"
     state = "closed"
     yield* Fiber.interrupt(writerFiber)
     if (mode === "abort" && !locked && phaseLive) yield* Effect.ignore(phase.writer.write(new Socket.CloseEvent(1006)))
