@@ -349,12 +349,16 @@ export const make = Effect.fnUntraced(function*(
   let infoSnapshot: Snapshot = { transport: "unknown", ...options?.info, tls: tlsState === "on" }
   const info: ConnectionInfo["Service"] = { get: Effect.sync(() => infoSnapshot) }
 
+  // Parent of every phase's scopes, forked now: a scope closes its finalizers in reverse order, so a
+  // phase forked from `scope` after StartTLS would be released *before* the shutdown finalizer below,
+  // which then waits forever writing its close event to the released writer.
+  const phasesScope = yield* Scope.fork(scope)
   const acquirePhase = (s: Socket.Socket) =>
     Effect.gen(function*() {
       // the reader opens the socket (the writer waits for it); each in its own scope so that the reader
       // can be released first (releasing the writer first would half-close the socket)
-      const readerScope = yield* Scope.fork(scope)
-      const writerScope = yield* Scope.fork(scope)
+      const readerScope = yield* Scope.fork(phasesScope)
+      const writerScope = yield* Scope.fork(phasesScope)
       const reader = yield* Scope.provide(s.reader, readerScope)
       const writer = yield* Scope.provide(s.writer, writerScope)
       return { pull: reader.pull, writer, readerScope, writerScope } satisfies Phase
@@ -755,9 +759,11 @@ export const make = Effect.fnUntraced(function*(
       tlsState = "starting"
       const hold = new Hold()
       let tlsFailure: TlsError | undefined
+      let answered = false
       const answer = yield* handle.request(new Map([[Command.COMMAND, latin1Bytes(StartTLS.name)]]), (tag) => {
         holdAfterNext = hold
         transitions.set(tag, (answer, leftover) => {
+          answered = true
           if (answer.has(Command.ERROR)) {
             tlsState = "none"
             return Effect.andThen(Effect.andThen(Deferred.succeed(hold.release, true), handle.receive(answer)), Effect.succeed("continue" as const))
@@ -771,13 +777,21 @@ export const make = Effect.fnUntraced(function*(
             })
           )
         })
-      }).pipe(Effect.catch((error) => Effect.fail(tlsFailure ?? error)))
+      }).pipe(
+        Effect.catch((error) => Effect.fail(tlsFailure ?? error)),
+        // Interrupted before the answer: the peer may still answer and start TLS, and our later boxes
+        // are held behind the StartTLS; the connection's state cannot be known, so it is closed.
+        Effect.onInterrupt(() =>
+          answered ? Effect.void : requestEnd(
+            "abort",
+            new ConnectionEnded({ reason: "StartTLS was interrupted before its answer", local: true })
+          )
+        )
+      )
       if (answer.has(Command.ERROR)) {
         return yield* Effect.fail(Command.errorFromWire(StartTLS, errorCodeOf(answer), errorDescriptionOf(answer)))
       }
-    }).pipe(Effect.onInterrupt(() => Effect.sync(() => {
-      if (tlsState === "starting") tlsState = "none"
-    })))
+    })
 
   const switchProtocol = <C extends Command.Any>(
     command: C,
@@ -794,10 +808,12 @@ export const make = Effect.fnUntraced(function*(
       })
       const hold = new Hold()
       const switched = Deferred.makeUnsafe<SwitchedSocket>()
+      let answered = false
       const answer = yield* handle.request(box, (tag) => {
         holdAfterNext = hold
         lockAfterNext = true
         transitions.set(tag, (answer, leftover) => {
+          answered = true
           if (answer.has(Command.ERROR)) {
             locked = false // Twisted unlocks on an error answer
             return Effect.andThen(Effect.andThen(Deferred.succeed(hold.release, true), handle.receive(answer)), Effect.succeed("continue" as const))
@@ -808,7 +824,15 @@ export const make = Effect.fnUntraced(function*(
             return "stop" as const
           })
         })
-      })
+      }).pipe(
+        // Interrupted before the answer: the peer may still switch, and AMP is locked; close.
+        Effect.onInterrupt(() =>
+          answered ? Effect.void : requestEnd(
+            "abort",
+            new ConnectionEnded({ reason: `${command.name} was interrupted before its answer`, local: true })
+          )
+        )
+      )
       if (answer.has(Command.ERROR)) {
         return yield* Effect.fail(Command.errorFromWire(command, errorCodeOf(answer), errorDescriptionOf(answer)))
       }

@@ -310,6 +310,18 @@ describe("protocol switch with a raw peer", () => {
       assert.strictEqual((yield* Fiber.join(call).pipe(Effect.timeout(5_000))).total, 2n)
     }), 10_000)
 
+  it.live("interrupting switchProtocol before its answer closes the connection (its state is unknown)", () =>
+    Effect.gen(function*() {
+      const { client, peer } = yield* clientToRawPeer()
+      const timedOut = yield* Effect.flip(client.switchProtocol(SwitchToEcho, { name: ECHO }).pipe(Effect.timeout(50)))
+      assert.strictEqual(timedOut._tag, "TimeoutError")
+      yield* peer.waitForBoxes((boxes) => boxes.length === 1)
+      const ended = yield* client.ended.pipe(Effect.timeout(5_000))
+      assert.include(ended.reason, `${SwitchToEcho.name} was interrupted before its answer`)
+      const error = yield* Effect.flip(client.dispatcher.callRemote(Sum, { a: 1n, b: 1n }))
+      assert.include(["ConnectionLost", "ProtocolSwitched"], error._tag)
+    }), 10_000)
+
   it.live("while a switch is pending, incoming commands are still dispatched, but their answers are dropped", () =>
     Effect.gen(function*() {
       const { client, peer } = yield* clientToRawPeer(clientHandlers)
