@@ -161,7 +161,8 @@ export const handlers = [
     })),
   Responders.handle(C.ConnectionInfo, () =>
     Effect.map(ConnectionInfoModule.current, (info) => {
-      const cn = ConnectionInfoModule.peerCommonName(info)
+      // only a certificate that verified against our CA counts (Twisted rejects the others in the handshake)
+      const cn = info.authorized === true ? ConnectionInfoModule.peerCommonName(info) : undefined
       return {
         tls: info.tls,
         ...(cn !== undefined ? { peer_cert_cn: cn } : {}),
