@@ -1,0 +1,300 @@
+/**
+ * The `amp` command line: `amp call`, `amp serve`, `amp check`, `amp decode`.
+ *
+ * Exit codes: 0 success; 1 an error answer (`call`), a framing error (`decode`), a failed check
+ * (`check`); 2 a connection failure (refused, TLS, timeout, lost); 64 a bad command line.
+ *
+ * @since 0.1.0
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Cause, Console, Effect, Exit, Option } from "effect"
+import type * as Runtime from "effect/Runtime"
+import { Argument, CliError, Command, Flag } from "effect/cli"
+import { call, renderAnswer, renderError } from "./call.ts"
+import { decodeStream, readInput, render } from "./decode.ts"
+import { CliExit, ExitCode, fail, usage } from "./exit.ts"
+import { parseAssignments, parseHostPort, type Target, UsageError } from "./values.ts"
+
+/** Runs a synchronous parser that throws `UsageError`, as a usage failure. */
+const parsing = <A>(f: () => A): Effect.Effect<A, CliExit> =>
+  Effect.suspend(() => {
+    try {
+      return Effect.succeed(f())
+    } catch (e) {
+      if (e instanceof UsageError) return usage(e.message)
+      throw e
+    }
+  })
+
+const optionalString = (name: string, description: string) =>
+  Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
+
+// --- amp call ------------------------------------------------------------------------------------------
+
+const callCommand = Command.make(
+  "call",
+  {
+    args: Argument.String("args").pipe(
+      Argument.withMetavar("HOST:PORT COMMAND [key=value...]"),
+      Argument.withDescription(
+        "The peer (HOST:PORT, [IPv6]:PORT or PORT; omit it with --unix), the command name, then its " +
+          "arguments: key=text (UTF-8), key=@file (a file's bytes, @- for stdin), key:hex=ff00 (bytes in hex), " +
+          "key:text=@literal (text starting with @)"
+      ),
+      Argument.variadic({ min: 1 })
+    ),
+    unix: optionalString("unix", "Connect to this Unix socket instead of HOST:PORT"),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDescription("Print the answer as a JSON object: UTF-8 values as strings, others as { \"hex\": ... }"),
+      Flag.withDefault(false)
+    ),
+    tls: Flag.Boolean("tls").pipe(
+      Flag.withDescription("Send StartTLS first and make the call over TLS (the connection starts plain, as AMP does)"),
+      Flag.withDefault(false)
+    ),
+    ca: optionalString("ca", "With --tls: the CA certificate (PEM) the server's certificate must chain to"),
+    cert: optionalString("cert", "With --tls: our client certificate (PEM), with --key"),
+    key: optionalString("key", "With --tls: the private key (PEM) of --cert"),
+    servername: optionalString("servername", "With --tls: the name the server certificate must carry (default: HOST)"),
+    noVerify: Flag.Boolean("no-verify").pipe(
+      Flag.withoutNegation,
+      Flag.withDescription("With --tls: accept any server certificate (insecure)"),
+      Flag.withDefault(false)
+    ),
+    timeout: Flag.Int("timeout").pipe(
+      Flag.withDescription("Milliseconds to wait for the connection and the answer"),
+      Flag.withDefault(10_000)
+    ),
+    noAnswer: Flag.Boolean("no-answer").pipe(
+      Flag.withoutNegation,
+      Flag.withDescription("Send the command without _ask (requiresAnswer false) and exit 0 once it is sent"),
+      Flag.withDefault(false)
+    )
+  },
+  Effect.fn(function*(flags) {
+    const unix = Option.getOrUndefined(flags.unix)
+    const rest = [...flags.args]
+    const target: Target = yield* parsing(() => {
+      if (unix !== undefined) return { path: unix }
+      if (rest.length < 2) throw new UsageError("expected HOST:PORT COMMAND [key=value...] (or --unix PATH COMMAND ...)")
+      return parseHostPort(rest.shift()!)
+    })
+    const command = rest.shift()
+    if (command === undefined || command.length === 0) return yield* usage("missing the COMMAND name")
+    if (command.includes("=")) return yield* usage(`expected a COMMAND name before the arguments, got ${JSON.stringify(command)}`)
+    const box = yield* parsing(() => parseAssignments(rest))
+    const ca = Option.getOrUndefined(flags.ca)
+    const cert = Option.getOrUndefined(flags.cert)
+    const key = Option.getOrUndefined(flags.key)
+    const servername = Option.getOrUndefined(flags.servername)
+    if (!flags.tls && (ca ?? cert ?? key ?? servername) !== undefined) {
+      return yield* usage("--ca, --cert, --key and --servername need --tls")
+    }
+    if (flags.timeout <= 0) return yield* usage("--timeout must be positive")
+    const outcome = yield* parsing(() =>
+      call({
+        target,
+        command,
+        box,
+        requiresAnswer: !flags.noAnswer,
+        timeoutMillis: flags.timeout,
+        tls: flags.tls ? { ca, cert, key, servername, verify: !flags.noVerify } : undefined
+      })
+    ).pipe(Effect.flatten)
+    switch (outcome._tag) {
+      case "Sent":
+        return
+      case "Answer":
+        for (const line of renderAnswer(outcome.box, flags.json)) yield* Console.log(line)
+        return
+      case "RemoteError": {
+        const line = renderError(outcome.code, outcome.description)
+        if (flags.json) {
+          yield* Console.log(JSON.stringify({ error: { code: outcome.code, description: outcome.description } }, null, 2))
+          yield* Console.error(line)
+        } else {
+          yield* Console.log(line)
+        }
+        return yield* Effect.fail(new CliExit(ExitCode.failed))
+      }
+      case "ConnectionFailed":
+        return yield* fail(ExitCode.connection, outcome.reason)
+    }
+  })
+).pipe(
+  Command.withDescription(
+    "Call one AMP command with raw values and print the answer box, one key=value line per key " +
+      "(bytes that are not printable UTF-8 escaped as \\xNN; _answer omitted). An error answer prints " +
+      "ERROR <code>: <description> and exits 1; a connection failure exits 2."
+  ),
+  Command.withExamples([
+    { command: "amp call 127.0.0.1:7001 Sum a=13 b=81", description: "Call Sum; prints total=94" },
+    { command: "amp call 127.0.0.1:7001 EchoString value:hex=00ff10 --json", description: "Binary value in, JSON out" },
+    { command: "amp call 127.0.0.1:7001 EchoString value=@photo.jpg", description: "A file's bytes as the value" },
+    { command: "amp call --unix /tmp/amp.sock Greet name=Ada", description: "Over a Unix socket" },
+    { command: "amp call localhost:7001 ConnectionInfo --tls --ca ca.pem", description: "StartTLS first, verify the server" },
+    { command: "amp call 127.0.0.1:7001 Notify channel=c message=hi --no-answer", description: "A notification: no answer awaited" }
+  ])
+)
+
+// --- amp serve -----------------------------------------------------------------------------------------
+
+const serveCommand = Command.make(
+  "serve",
+  {
+    port: Flag.Int("port").pipe(Flag.withDescription("TCP port (0 picks a free one)"), Flag.withDefault(0)),
+    host: Flag.String("host").pipe(Flag.withDescription("Address to listen on"), Flag.withDefault("127.0.0.1")),
+    tlsCert: optionalString("tls-cert", "Server certificate (PEM) for StartTLS; without it StartTLS is refused (TLS_UNAVAILABLE)"),
+    tlsKey: optionalString("tls-key", "Private key (PEM) of --tls-cert"),
+    tlsCa: optionalString("tls-ca", "CA certificate (PEM) client certificates are verified against (they are then asked for)"),
+    requireClientCert: Flag.Boolean("require-client-cert").pipe(
+      Flag.withoutNegation,
+      Flag.withDescription("Reject TLS clients without a valid certificate (needs --tls-ca)"),
+      Flag.withDefault(false)
+    )
+  },
+  Effect.fn(function*(flags) {
+    signalExitCode = 0
+    // loaded on demand: `amp call` and `amp decode` do not need the conformance command set
+    const Conformance = yield* Effect.promise(() => import("./conformance/server.ts"))
+    yield* Conformance.serve({
+      port: flags.port,
+      host: flags.host,
+      tlsCert: Option.getOrUndefined(flags.tlsCert),
+      tlsKey: Option.getOrUndefined(flags.tlsKey),
+      tlsCa: Option.getOrUndefined(flags.tlsCa),
+      requireClientCert: flags.requireClientCert
+    }).pipe(
+      Effect.catch((error) =>
+        // bad options or unreadable files are usage errors; not being able to listen is a failure
+        fail(error._tag === "ServeConfigError" ? ExitCode.usage : ExitCode.failed, error.message)
+      )
+    )
+  })
+).pipe(
+  Command.withDescription(
+    "Run the AMP conformance server (shared/spec/conformance-service.md): prints LISTENING <port> once " +
+      "it accepts connections and serves until SIGTERM/SIGINT, then exits 0. Same as npm run conformance:server."
+  ),
+  Command.withExamples([
+    { command: "amp serve --port 0", description: "Serve on a free port of 127.0.0.1" },
+    { command: "amp serve --port 7001 --tls-cert server.pem --tls-key server-key.pem", description: "Allow StartTLS" },
+    {
+      command: "amp serve --port 7001 --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --require-client-cert",
+      description: "Require client certificates signed by ca.pem"
+    }
+  ])
+)
+
+// --- amp check -----------------------------------------------------------------------------------------
+
+const checkCommand = Command.make(
+  "check",
+  {
+    connect: Flag.String("connect").pipe(Flag.withDescription("The server to check: HOST:PORT")),
+    tlsCa: optionalString("tls-ca", "CA certificate (PEM) for the StartTLS checks"),
+    tlsCert: optionalString("tls-cert", "Client certificate (PEM) for the StartTLS checks"),
+    tlsKey: optionalString("tls-key", "Private key (PEM) of --tls-cert"),
+    only: optionalString("only", "Run only these checks (comma-separated names)")
+  },
+  Effect.fn(function*(flags) {
+    const { host, port } = yield* parsing(() => parseHostPort(flags.connect))
+    const only = Option.getOrUndefined(flags.only)
+    const Conformance = yield* Effect.promise(() => import("./conformance/client.ts"))
+    const result = yield* Conformance.check({
+      host,
+      port,
+      tlsCa: Option.getOrUndefined(flags.tlsCa),
+      tlsCert: Option.getOrUndefined(flags.tlsCert),
+      tlsKey: Option.getOrUndefined(flags.tlsKey),
+      only: only === undefined ? undefined : only.split(",").map((s) => s.trim()).filter((s) => s.length > 0)
+    }).pipe(
+      // unknown check names, inconsistent or unreadable TLS files
+      Effect.catch((error) => usage(error.message))
+    )
+    if (result.failed > 0) return yield* Effect.fail(new CliExit(ExitCode.failed))
+  })
+).pipe(
+  Command.withDescription(
+    "Run the AMP conformance client against a server implementing the conformance command set: one " +
+      "PASS/FAIL line per check, then 'N passed, M failed'; exits 0 only if every check passed. " +
+      "Same as npm run conformance:client."
+  ),
+  Command.withExamples([
+    { command: "amp check --connect 127.0.0.1:7001", description: "Every check" },
+    { command: "amp check --connect 127.0.0.1:7001 --only Divide,DivideByZero", description: "Some checks" },
+    { command: "amp check --connect 127.0.0.1:7001 --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem", description: "With TLS material" }
+  ])
+)
+
+// --- amp decode ----------------------------------------------------------------------------------------
+
+const decodeCommand = Command.make(
+  "decode",
+  {
+    file: Argument.String("file").pipe(
+      Argument.withMetavar("FILE"),
+      Argument.withDescription("A captured AMP byte stream; - (the default) reads standard input"),
+      Argument.withDefault("-")
+    ),
+    hex: Flag.Boolean("hex").pipe(
+      Flag.withDescription("The input is hex text (whitespace and # comments ignored) instead of raw bytes"),
+      Flag.withDefault(false)
+    )
+  },
+  Effect.fn(function*(flags) {
+    const bytes = yield* parsing(() => readInput(flags.file, flags.hex))
+    const decoded = decodeStream(bytes)
+    for (const line of render(decoded)) yield* Console.log(line)
+    if (decoded.framingError !== undefined) return yield* Effect.fail(new CliExit(ExitCode.failed))
+  })
+).pipe(
+  Command.withDescription(
+    "Decode a captured AMP byte stream: prints 'box N @offset' and one '  key = value' line per key " +
+      "(escaped), then marks an incomplete box at the end, or a framing error with its byte offset (exit 1)."
+  ),
+  Command.withExamples([
+    { command: "amp decode capture.bin", description: "Raw bytes from a file" },
+    { command: "echo '0003 616263 0001 31 0000' | amp decode --hex", description: "Hex text from stdin" },
+    { command: "tcpdump -w - ... | amp decode -", description: "Standard input" }
+  ])
+)
+
+// --- amp -------------------------------------------------------------------------------------------
+
+/** The `amp` command. @since 0.1.0 @category commands */
+export const amp = Command.make("amp").pipe(
+  Command.withDescription("AMP (Twisted's Asynchronous Messaging Protocol) from the command line"),
+  Command.withSubcommands([callCommand, serveCommand, checkCommand, decodeCommand]),
+  Command.withExamples([
+    { command: "amp call 127.0.0.1:7001 Sum a=13 b=81", description: "Call a command" },
+    { command: "amp serve --port 0", description: "Run the conformance server" },
+    { command: "amp check --connect 127.0.0.1:7001", description: "Run the conformance checks" },
+    { command: "amp decode capture.bin", description: "Decode a captured stream" }
+  ])
+)
+
+// The exit code when interrupted by SIGINT/SIGTERM: 130, except for `serve`, whose normal end it is.
+let signalExitCode = 130
+
+const teardown: Runtime.Teardown = (exit, onExit) => {
+  if (Exit.isSuccess(exit)) return onExit(0)
+  if (Cause.hasInterruptsOnly(exit.cause)) return onExit(signalExitCode)
+  const error = Cause.squash(exit.cause)
+  if (error instanceof CliExit) return onExit(error.code)
+  if (CliError.isCliError(error)) {
+    // ShowHelp without errors: `amp` alone, which prints the help
+    return onExit(error._tag === "ShowHelp" && error.errors.length === 0 ? 0 : ExitCode.usage)
+  }
+  process.stderr.write(`amp: ${error instanceof Error ? error.message : String(error)}\n`)
+  return onExit(1)
+}
+
+/** The program, reading its arguments from the process. @since 0.1.0 @category running */
+export const program = amp.pipe(
+  Command.run({ version: "0.1.0" }),
+  Effect.provide(NodeServices.layer)
+)
+
+/** Runs `amp` as the process's main program. @since 0.1.0 @category running */
+export const main = (): void => NodeRuntime.runMain(program, { teardown, disableErrorReporting: true })
