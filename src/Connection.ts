@@ -279,7 +279,10 @@ export const handshake = (
           tls.authorized = true
         } else if (verifyError) {
           tls.authorizationError = verifyError as unknown as Error
-          if (options.requireClientCert === true && verify) {
+          // like Twisted (verify=True with CA certificates): a certificate that does not verify is
+          // refused even when a certificate is only requested, not required
+          const presented = Object.keys(tls.getPeerCertificate(false) ?? {}).length > 0
+          if (verify && (options.requireClientCert === true || presented)) {
             tls.destroy()
             resume(Effect.fail(new TlsError({ reason: `client certificate rejected: ${verifyError.message}` })))
             return

@@ -238,6 +238,20 @@ describe("ConnectionInfo", () => {
 })
 
 describe("rejections and failures", () => {
+  it.live("requestClientCert: a certificate from an unrelated CA is refused (as Twisted), none at all is accepted", () =>
+    Effect.gen(function*() {
+      const foreign = yield* tlsPair(serverTls({ requestClientCert: true }))
+      yield* Effect.exit(
+        foreign.pair.client.startTLS(clientTls({ key: pem(certs.otherClientKey), cert: pem(certs.otherClientCert) }))
+      )
+      // TLS 1.3: the client may only learn it after its handshake; either way no call gets through
+      const refused = yield* Effect.flip(foreign.amp.callRemote(WhoAmI, {}))
+      assert.include(["ConnectionLost", "TlsError"], refused._tag)
+      const anonymous = yield* tlsPair(serverTls({ requestClientCert: true }))
+      yield* anonymous.pair.client.startTLS(clientTls())
+      assert.isTrue((yield* anonymous.amp.callRemote(WhoAmI, {})).tls)
+    }), 15_000)
+
   it.live("wrong CA: TlsError, the connection ends, outstanding calls fail with ConnectionLost", () =>
     Effect.gen(function*() {
       const { amp, observed, pair } = yield* tlsPair()
