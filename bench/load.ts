@@ -6,6 +6,10 @@
  *
  *   npm run load -- [--connections 500] [--outstanding 4] [--seconds 20] [--json]
  *
+ * RSS of both processes is sampled every `--sample` seconds (default 5) while the load runs; the first
+ * and last samples after the first quarter of the run are the soak figures (no growth expected once
+ * warm).
+ *
  * Loopback only; bounded in count (connections × outstanding) and time.
  */
 import { NodeRuntime } from "@effect/platform-node"
@@ -30,6 +34,7 @@ const json = args.includes("--json")
 const connections = Math.min(flag("connections", 500), 2000)
 const outstanding = Math.min(flag("outstanding", 4), 100)
 const seconds = Math.min(flag("seconds", 20), 600)
+const sampleEvery = Math.max(1, flag("sample", 5))
 
 const here = Path.dirname(fileURLToPath(import.meta.url))
 
@@ -89,13 +94,24 @@ const program = Effect.gen(function*() {
       }
     })
   const start = performance.now()
+  const samples: Array<{ t: number; server: number; client: number }> = []
+  const sampler = setInterval(() => {
+    samples.push({
+      t: (performance.now() - start) / 1000,
+      server: procRss(server.pid).rss,
+      client: Math.round(process.memoryUsage().rss / 1024)
+    })
+  }, sampleEvery * 1000)
   yield* Effect.forEach(
     conns.flatMap((c) => Array.from({ length: outstanding }, () => c.dispatcher)),
     worker,
     { concurrency: "unbounded", discard: true }
   )
+  clearInterval(sampler)
   const elapsed = (performance.now() - start) / 1000
   const serverEnd = procRss(server.pid)
+  const warm = samples.filter((s) => s.t >= elapsed / 4)
+  const soak = warm.length >= 2 ? { first: warm[0]!, last: warm[warm.length - 1]! } : undefined
   const clientEnd = process.memoryUsage().rss / 1024
   const sorted = Float64Array.from(latencies).sort()
   const report = {
@@ -113,7 +129,14 @@ const program = Effect.gen(function*() {
     serverPeakRssKiB: serverEnd.peak,
     clientRssStartKiB: Math.round(clientStart),
     clientRssEndKiB: Math.round(clientEnd),
-    clientPeakRssKiB: process.resourceUsage().maxRSS
+    clientPeakRssKiB: process.resourceUsage().maxRSS,
+    soak: soak === undefined ? null : {
+      fromSecond: Math.round(soak.first.t),
+      toSecond: Math.round(soak.last.t),
+      serverRssKiB: [soak.first.server, soak.last.server],
+      clientRssKiB: [soak.first.client, soak.last.client]
+    },
+    samples
   }
   if (json) process.stdout.write(JSON.stringify(report) + "\n")
   else {
@@ -124,6 +147,13 @@ const program = Effect.gen(function*() {
     line("latency p50 / p99", `${report.p50ms.toFixed(2)} ms / ${report.p99ms.toFixed(2)} ms`)
     line("server RSS start → end", `${(serverStart.rss / 1024).toFixed(0)} → ${(serverEnd.rss / 1024).toFixed(0)} MiB (peak ${(serverEnd.peak / 1024).toFixed(0)} MiB)`)
     line("client RSS start → end", `${(clientStart / 1024).toFixed(0)} → ${(clientEnd / 1024).toFixed(0)} MiB (peak ${(report.clientPeakRssKiB / 1024).toFixed(0)} MiB)`)
+    if (soak !== undefined) {
+      const mib = (k: number) => (k / 1024).toFixed(0)
+      line(
+        `soak ${Math.round(soak.first.t)} s → ${Math.round(soak.last.t)} s`,
+        `server ${mib(soak.first.server)} → ${mib(soak.last.server)} MiB, client ${mib(soak.first.client)} → ${mib(soak.last.client)} MiB`
+      )
+    }
   }
   if (wrong > 0 || failed > 0) return yield* Effect.fail(new Error(`${wrong} wrong and ${failed} failed answers`))
 }).pipe(Effect.scoped, Effect.provide(Responders.empty))
