@@ -4,7 +4,8 @@
  * connection (plain AMP, then TLS or another protocol) can be released without destroying the socket.
  * @internal
  */
-import { NodeSocket } from "@effect/platform-node"
+// the module, not the package barrel: the barrel loads all of platform-node (HTTP, undici, …), ~1 s
+import * as NodeSocket from "@effect/platform-node/NodeSocket"
 import { Effect } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import type * as Net from "node:net"
