@@ -6,7 +6,7 @@
  *
  *     node examples/bidirectional.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Schema } from "effect"
 import { Argument, Client, Command, Dispatcher, Responders, Server } from "effect-amp"
 

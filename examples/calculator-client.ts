@@ -8,7 +8,7 @@
  * Without `--port` it starts the calculator server in-process first, so it also runs on its own.
  * It works the same against Twisted's ampserver.py (see examples/twisted-interop.ts).
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import { Client, Responders, Server } from "effect-amp"
 import { parseArgs } from "node:util"

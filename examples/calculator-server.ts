@@ -8,7 +8,7 @@
  * `node examples/calculator-client.ts --port <port>`, with `amp call 127.0.0.1:<port> Sum a=13 b=81`, or
  * with Twisted's own ampclient.py.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit } from "effect"
 import { Server } from "effect-amp"
 import { parseArgs } from "node:util"

@@ -9,7 +9,7 @@
  *    over the same connection (AMP is symmetric: both ends have responders);
  * 4. a notification: `Log` has `requiresAnswer: false`, so it is sent without `_ask` and never answered.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Ref, Schema } from "effect"
 import { Argument, Client, Command, Dispatcher, Responders, Server } from "effect-amp"
 

@@ -5,7 +5,7 @@
  *
  *     node examples/layer.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Context, Effect, Layer } from "effect"
 import { Client, Dispatcher, Responders, Server } from "effect-amp"
 import { CalculatorResponders, Divide, Sum } from "./calculator-protocol.ts"

@@ -5,7 +5,7 @@
  *
  *     node examples/protocol-switch.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import { Argument, Client, ProtocolSwitch, Responders, Server } from "effect-amp"
 import type * as Socket from "effect/socket/Socket"

@@ -6,7 +6,7 @@
  *
  *     node examples/tls.ts
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"
 import { Argument, Client, Command, ConnectionInfo, Responders, Server } from "effect-amp"
 import { execFileSync } from "node:child_process"

@@ -7,7 +7,7 @@
  *
  * Without Twisted it prints how to install it and a `SKIPPED` line, and exits 0.
  */
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Schema } from "effect"
 import { Client, Responders } from "effect-amp"
 import { spawn, spawnSync } from "node:child_process"
