@@ -5,7 +5,7 @@
  * the Twisted test it ports.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option, Ref } from "effect"
+import { Deferred, Effect, Fiber, Ref } from "effect"
 import * as Box from "../src/Box.ts"
 import type * as Connection from "../src/Connection.ts"
 import * as Responders from "../src/Responders.ts"
@@ -28,24 +28,13 @@ import {
   WTF
 } from "./support/commands.ts"
 import { bytesOf, clientToRawPeer, type RawPeer, rawToServer, tcp } from "./support/transports.ts"
+import { endedWithin, eventually } from "./support/wait.ts"
 
 const text = (bytes: Uint8Array | undefined): string | undefined =>
   bytes === undefined ? undefined : Buffer.from(bytes).toString("latin1")
 /** A Python-style byte literal written as a JS string, one char per byte. */
 const b = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, "latin1"))
 const received = (peer: RawPeer, from = 0) => Buffer.from(peer.received().subarray(from)).toString("latin1")
-
-const endedWithin = (connection: Connection.Connection, millis: number) =>
-  Effect.map(Effect.timeoutOption(connection.ended, millis), Option.isSome)
-
-const eventually = (what: string, check: Effect.Effect<boolean>, millis = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for: ${what}`))
-      yield* Effect.sleep(2)
-    }
-  })
 
 /** Our server (standard responders) and a raw client. */
 const serverAndRawClient = (options?: Parameters<typeof rawToServer>[1]) =>

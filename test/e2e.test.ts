@@ -3,9 +3,8 @@
  * the in-memory pair), then a few wire checks with a raw peer (tags, no `_ask` for notifications).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Option, Ref } from "effect"
+import { Deferred, Effect, Fiber, Ref } from "effect"
 import * as Box from "../src/Box.ts"
-import type * as Connection from "../src/Connection.ts"
 import {
   CallBack,
   clientHandlers,
@@ -22,23 +21,10 @@ import {
   WTF
 } from "./support/commands.ts"
 import { clientToRawPeer, transports } from "./support/transports.ts"
+import { endedWithin, eventually } from "./support/wait.ts"
 
 const latin1 = (bytes: Uint8Array | undefined): string | undefined =>
   bytes === undefined ? undefined : Buffer.from(bytes).toString("latin1")
-
-/** Has the connection ended (within `millis`)? */
-const endedWithin = (connection: Connection.Connection, millis: number) =>
-  Effect.map(Effect.timeoutOption(connection.ended, millis), Option.isSome)
-
-/** Waits (bounded) until `check` holds. */
-const eventually = (what: string, check: Effect.Effect<boolean>, millis = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for: ${what}`))
-      yield* Effect.sleep(2)
-    }
-  })
 
 for (const transport of transports) {
   describe(transport.name, () => {

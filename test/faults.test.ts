@@ -26,17 +26,9 @@ import {
   WaitForever
 } from "./support/commands.ts"
 import { clientToRawPeer, memory, rawConnectTo, socketHandles, tcp } from "./support/transports.ts"
+import { eventually } from "./support/wait.ts"
 
 const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : Buffer.from(bytes).toString("latin1"))
-
-const eventually = (what: string, check: Effect.Effect<boolean>, millis = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for: ${what}`))
-      yield* Effect.sleep(2)
-    }
-  })
 
 /** Runs a fast-check property whose body is a scoped Effect. */
 const property = <T>(arbitrary: fc.Arbitrary<T>, body: (value: T) => Effect.Effect<void, unknown, Scope.Scope>, numRuns: number) =>

@@ -3,16 +3,16 @@
  * peer to control exactly which bytes arrive together. Includes ports of test_amp.py's switch tests.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Option, Ref, Schema, Scope } from "effect"
+import { Deferred, Effect, Exit, Fiber, Ref, Schema, Scope } from "effect"
 import type * as Socket from "effect/socket/Socket"
 import * as Argument from "../src/Argument.ts"
 import * as Box from "../src/Box.ts"
 import * as Client from "../src/Client.ts"
-import type * as Connection from "../src/Connection.ts"
 import * as ProtocolSwitch from "../src/ProtocolSwitch.ts"
 import * as Responders from "../src/Responders.ts"
 import { clientHandlers, Delay, makeObserved, Refused, responders, serverHandlers, Sum } from "./support/commands.ts"
 import { acceptConnections, clientToRawPeer, rawToServer, tcp } from "./support/transports.ts"
+import { endedWithin, eventually } from "./support/wait.ts"
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -118,18 +118,6 @@ const setup = Effect.gen(function*() {
   })
   return { observed, log, pair, client: pair.client }
 })
-
-const eventually = (what: string, check: Effect.Effect<boolean>, millis = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for: ${what}`))
-      yield* Effect.sleep(2)
-    }
-  })
-
-const endedWithin = (connection: Connection.Connection, millis: number) =>
-  Effect.map(Effect.timeoutOption(connection.ended, millis), Option.isSome)
 
 describe("protocol switch, both ends ours", () => {
   it.live("switch to an echo protocol (test_protocolSwitch)", () =>

@@ -4,7 +4,7 @@
  * certificates, peers misbehaving mid-handshake, servers without TLS, and the hostname check.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Option, Ref } from "effect"
+import { Effect, Fiber, Ref } from "effect"
 import { execFileSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -12,7 +12,6 @@ import * as Tls from "node:tls"
 import { afterAll, beforeAll } from "vitest"
 import * as Box from "../src/Box.ts"
 import * as Client from "../src/Client.ts"
-import type * as Connection from "../src/Connection.ts"
 import * as Responders from "../src/Responders.ts"
 import type { TlsOptions } from "../src/StartTLS.ts"
 import { makeTestCerts, type TestCerts } from "./support/certs.ts"
@@ -26,6 +25,7 @@ import {
   tcp,
   unix
 } from "./support/transports.ts"
+import { endedWithin, eventually } from "./support/wait.ts"
 
 let certs: TestCerts
 /** Self-signed, CN=TEMPORARY CERTIFICATE, no subjectAltName: what Twisted's default responder uses. */
@@ -53,18 +53,6 @@ const serverTls = (extra?: TlsOptions): TlsOptions => ({
 const clientTls = (extra?: TlsOptions): TlsOptions => ({ ca: pem(certs.ca), ...extra })
 const clientCertTls = (extra?: TlsOptions): TlsOptions =>
   clientTls({ key: pem(certs.clientKey), cert: pem(certs.clientCert), ...extra })
-
-const endedWithin = (connection: Connection.Connection, millis: number) =>
-  Effect.map(Effect.timeoutOption(connection.ended, millis), Option.isSome)
-
-const eventually = (what: string, check: Effect.Effect<boolean>, millis = 5_000) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + millis
-    while (!(yield* check)) {
-      if (Date.now() > deadline) return yield* Effect.die(new Error(`timed out waiting for: ${what}`))
-      yield* Effect.sleep(2)
-    }
-  })
 
 const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : Buffer.from(bytes).toString("latin1"))
 
