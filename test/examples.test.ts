@@ -1,0 +1,149 @@
+/**
+ * Every example runs with one command (`node examples/<name>.ts`), exits 0 by itself (the calculator
+ * server runs until SIGTERM, then exits 0) and prints its key lines.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import * as Fs from "node:fs"
+import * as Path from "node:path"
+import { afterAll } from "vitest"
+import { killRemaining, node, root, run, type RunResult, startServer } from "./support/process.ts"
+import { twistedVersion } from "./support/twisted.ts"
+
+const example = (name: string, ...args: ReadonlyArray<string>): Promise<RunResult> =>
+  run(node, [Path.join(root, "examples", name), ...args], { timeoutMillis: 30_000 })
+
+/** Asserts a clean exit and that every expected line is in stdout, in this order. */
+const assertLines = (result: RunResult, expected: ReadonlyArray<string>): void => {
+  const context = `\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`
+  assert.isFalse(result.timedOut, `timed out${context}`)
+  assert.strictEqual(result.code, 0, `exit code${context}`)
+  const lines = result.stdout.split("\n")
+  let from = 0
+  for (const line of expected) {
+    const at = lines.indexOf(line, from)
+    assert.isAtLeast(at, 0, `missing line ${JSON.stringify(line)} (in order)${context}`)
+    from = at + 1
+  }
+}
+
+/** Examples tested below; every `examples/*.ts` must be one of them (or the shared protocol module). */
+const tested = [
+  "demo.ts",
+  "calculator-server.ts",
+  "calculator-client.ts",
+  "twisted-interop.ts",
+  "bidirectional.ts",
+  "layer.ts",
+  "tls.ts",
+  "protocol-switch.ts"
+]
+
+afterAll(() => killRemaining())
+
+describe.concurrent("examples", () => {
+  it("every example is tested", () => {
+    const files = Fs.readdirSync(Path.join(root, "examples")).filter((f) => f.endsWith(".ts"))
+    assert.deepStrictEqual(files.filter((f) => f !== "calculator-protocol.ts").sort(), [...tested].sort())
+    const scripts = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")).scripts
+    assert.strictEqual(scripts.start, "node examples/demo.ts")
+  })
+
+  it("demo.ts (npm start): typed calls, a typed error, a server-initiated call, a notification", async () => {
+    const r = await example("demo.ts")
+    assert.match(r.stdout, /^server listening on 127\.0\.0\.1:\d+$/m)
+    assertLines(r, [
+      "1. Sum(13, 81) = 94",
+      "2. Divide(1234, 0) failed with ZeroDivision: division by zero",
+      "3. Hello: the server asked the client WhoAreYou and answered \"Hello, demo client!\"",
+      "4. two Log notifications sent (no answers); the server received [\"first\",\"second\"]",
+      "done"
+    ])
+  })
+
+  it("calculator-server.ts + calculator-client.ts --port (Twisted's howto calculator)", async () => {
+    const server = await startServer(node, [Path.join(root, "examples", "calculator-server.ts"), "--port", "0"])
+    try {
+      const [client, standalone] = await Promise.all([
+        example("calculator-client.ts", "--port", String(server.port)),
+        example("calculator-client.ts")
+      ])
+      const expected = [
+        "Sum: 13 + 81 = 94",
+        "Divided by zero (float division by zero): returning INF",
+        "Done with math: [94, Infinity]"
+      ]
+      assertLines(client, expected)
+      assertLines(standalone, ["(no --port: started a calculator server in this process)", ...expected])
+    } finally {
+      const exit = await server.stop()
+      assert.include(server.output().stdout, "Did a sum: 13 + 81 = 94\n")
+      assert.deepStrictEqual(exit, { code: 0, signal: null }, "the server exits 0 on SIGTERM")
+    }
+  })
+
+  it("twisted-interop.ts: our client against Twisted's calculator server", async () => {
+    const r = await example("twisted-interop.ts")
+    if (twistedVersion === undefined) {
+      // the example skips cleanly, but CI must not pass without Twisted
+      assertLines(r, ["SKIPPED twisted-interop: Twisted is not installed"])
+      assert.notStrictEqual(process.env.CI, "true", "Twisted is missing under CI=true: install python3-twisted")
+      return
+    }
+    assertLines(r, [
+      `Twisted ${twistedVersion} calculator server on port ${/port (\d+)/.exec(r.stdout)?.[1]}`,
+      "Sum(13, 81) from Twisted: 94",
+      "Sum(2**100, 1) from Twisted: 1267650600228229401496703205377",
+      "Divide(1, 3) from Twisted: 0.3333333333333333",
+      "Divide(1234, 0) from Twisted failed with ZeroDivision: float division by zero",
+      "100 pipelined Sums from Twisted add up to 9900",
+      "OK twisted-interop"
+    ])
+  })
+
+  it("twisted-interop.ts without Twisted: install hint, SKIPPED, exit 0", async () => {
+    const r = await run("/usr/bin/env", ["AMP_PYTHON=/nonexistent/python3", node, Path.join(root, "examples", "twisted-interop.ts")])
+    assertLines(r, ["  sudo apt-get install python3-twisted", "SKIPPED twisted-interop: Twisted is not installed"])
+  })
+
+  it("bidirectional.ts: the server calls the client during a call", async () => {
+    assertLines(await example("bidirectional.ts"), [
+      "client: Subscribe(fruit)",
+      "  client: got fruit/apples from the server",
+      "  server: the client refused \"durian\": not in this house",
+      "  client: got fruit/plums from the server",
+      "client: Subscribe answered: 3 delivered, 1 refused"
+    ])
+  })
+
+  it("layer.ts: the client as a Layer under a domain service", async () => {
+    assertLines(await example("layer.ts"), [
+      "app: 40 + 2 = 42",
+      "app: 22 / 7 = 3.142857142857143",
+      "app: 1 / 0 = undefined",
+      "app done: the connection was closed with the layer"
+    ])
+  })
+
+  it("tls.ts: StartTLS with certificates made by openssl, verified both ways", async () => {
+    assertLines(await example("tls.ts"), [
+      "before StartTLS: tls=false",
+      "TLS is on: true; the server's certificate: CN=localhost",
+      "after StartTLS the server sees: tls=true, client certificate CN=example-client"
+    ])
+  })
+
+  it("protocol-switch.ts: a line protocol after an AMP call", async () => {
+    assertLines(await example("protocol-switch.ts"), [
+      "AMP: Sum(1, 2) = 3",
+      "switched: this connection now speaks the line protocol",
+      "< SWITCHED",
+      "> hello",
+      "< HELLO",
+      "> protocol switch",
+      "< PROTOCOL SWITCH",
+      "> bye",
+      "< BYE",
+      "AMP after the switch: callRemote fails with ProtocolSwitched"
+    ])
+  })
+})
