@@ -140,6 +140,23 @@ const callCommand = Command.make(
 
 // --- amp serve -----------------------------------------------------------------------------------------
 
+/**
+ * `npm run conformance:server` puts npm between the caller and us, and npm does not pass SIGTERM on: a
+ * caller that stops npm would leave the server running. So a server started by npm stops (exit 0, as on
+ * SIGTERM) when its parent goes away.
+ */
+const stopWithParent = (): void => {
+  if (process.env.npm_lifecycle_event === undefined) return
+  const parent = process.ppid
+  const timer = setInterval(() => {
+    if (process.ppid !== parent) {
+      clearInterval(timer)
+      process.kill(process.pid, "SIGTERM")
+    }
+  }, 250)
+  timer.unref()
+}
+
 const serveCommand = Command.make(
   "serve",
   {
@@ -156,6 +173,7 @@ const serveCommand = Command.make(
   },
   Effect.fn(function*(flags) {
     signalExitCode = 0
+    stopWithParent()
     // loaded on demand: `amp call` and `amp decode` do not need the conformance command set
     const Conformance = yield* Effect.promise(() => import("./conformance/server.ts"))
     yield* Conformance.serve({
