@@ -216,6 +216,35 @@ describe("heavy traffic", () => {
     }), 30_000)
 })
 
+describe("a peer that never reads", () => {
+  it.live("the server stops reading instead of buffering answers; nothing is lost once the peer reads", () =>
+    Effect.gen(function*() {
+      const { check, healthy, server } = yield* liveServer({ maxConcurrentHandlers: 4, maxQueuedBoxes: 8 })
+      const peer = yield* rawConnectTo(server)
+      peer.socket.pause() // we read nothing: the answers (60 KiB each) pile up on the server's side
+      const count = 400
+      const payload = new Uint8Array(60 * 1024).fill(0x61)
+      for (let i = 0; i < count; i++) {
+        yield* peer.write(Box.make({ _command: "Echo", _ask: (i + 1).toString(16), data: payload }))
+      }
+      yield* Effect.sleep(1_500)
+      // 24 MB were offered; with the server no longer reading, most of it is still in our own send buffer
+      // (the kernel's socket buffers hold a few MB at most)
+      assert.isAbove(peer.socket.writableLength, 10 * 1024 * 1024, "the server kept reading a peer that never reads")
+      // other connections are served meanwhile
+      assert.strictEqual((yield* healthy.dispatcher.callRemote(Sum, { a: 20n, b: 22n })).total, 42n)
+      // once the peer reads, every answer arrives, each once
+      peer.socket.resume()
+      const boxes = yield* peer.waitForBoxes((boxes) => boxes.length >= count, 30_000)
+      assert.strictEqual(boxes.length, count)
+      const tags = new Set(boxes.map((b) => Buffer.from(b.get("_answer")!).toString("latin1")))
+      assert.strictEqual(tags.size, count)
+      assert.isTrue(boxes.every((b) => b.get("data")?.length === payload.length))
+      yield* peer.destroy
+      yield* check
+    }), 60_000)
+})
+
 describe("peers vanishing", () => {
   it.live("while a handler runs: the handler is interrupted, the connection goes away", () =>
     Effect.gen(function*() {
