@@ -29,7 +29,7 @@ import * as Box from "./Box.ts"
 import * as Command from "./Command.ts"
 import { ConnectionInfo, type Snapshot } from "./ConnectionInfo.ts"
 import * as Dispatcher from "./Dispatcher.ts"
-import { latin1 } from "./internal/bytes.ts"
+import { concatBytes, latin1 } from "./internal/bytes.ts"
 import { destroy, wrapDuplex } from "./internal/node.ts"
 import type { SwitchedSocket } from "./ProtocolSwitch.ts"
 import { Responders, type SwitchHandler } from "./Responders.ts"
@@ -184,20 +184,6 @@ const socketErrorText = (error: Socket.SocketError): string => {
 const isCleanClose = (error: Socket.SocketError): boolean =>
   error.reason._tag === "SocketCloseError" && (error.reason as { code?: number }).code === 1000
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const nonEmpty = parts.filter((p) => p.length > 0)
-  if (nonEmpty.length === 0) return new Uint8Array(0)
-  if (nonEmpty.length === 1) return nonEmpty[0]!
-  let size = 0
-  for (const p of nonEmpty) size += p.length
-  const out = new Uint8Array(size)
-  let pos = 0
-  for (const p of nonEmpty) {
-    out.set(p, pos)
-    pos += p.length
-  }
-  return out
-}
 
 const pemList = (value: TlsOptions["ca"]): Array<string | Buffer> | undefined =>
   value === undefined
@@ -617,7 +603,7 @@ export const make = Effect.fnUntraced(function*(
     const n = boxes.length
     let i = 0
     const leftoverAt = (index: number) => () => {
-      const rest = concat([bytes.subarray(ends[index]!), ...pulled])
+      const rest = concatBytes([bytes.subarray(ends[index]!), ...pulled])
       pulled = []
       return rest
     }

@@ -7,7 +7,7 @@ import { Effect, Stream } from "effect"
 import * as fc from "fast-check"
 import * as Path from "node:path"
 import * as Box from "../src/Box.ts"
-import { fromLatin1, latin1 } from "../src/internal/bytes.ts"
+import { concatBytes as concat, fromLatin1, latin1 } from "../src/internal/bytes.ts"
 import { describeTwisted, runPython, twistedDir } from "./support/twisted.ts"
 
 // ---------------------------------------------------------------------------------------------------
@@ -16,15 +16,6 @@ import { describeTwisted, runPython, twistedDir } from "./support/twisted.ts"
 /** A Python-style byte literal written as a JS string, one char per byte: `b("\x00\x05hello")`. */
 const b = (s: string): Uint8Array => fromLatin1(s)
 const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let pos = 0
-  for (const p of parts) {
-    out.set(p, pos)
-    pos += p.length
-  }
-  return out
-}
 const filled = (n: number, byte: number): Uint8Array => new Uint8Array(n).fill(byte)
 
 /** A box as comparable data: `[key, valueHex]` pairs sorted by key (wire order does not matter). */

@@ -15,6 +15,7 @@ import * as Connection from "../../src/Connection.ts"
 import * as MemorySocket from "../../src/MemorySocket.ts"
 import * as Responders from "../../src/Responders.ts"
 import * as Server from "../../src/Server.ts"
+import { concatBytes } from "../../src/internal/bytes.ts"
 import { wrapDuplex } from "../../src/internal/node.ts"
 import { responders } from "./commands.ts"
 
@@ -137,16 +138,6 @@ export interface RawPeer {
   readonly gotEof: () => boolean
   /** Destroys the socket now. */
   readonly destroy: Effect.Effect<void>
-}
-
-const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let pos = 0
-  for (const p of parts) {
-    out.set(p, pos)
-    pos += p.length
-  }
-  return out
 }
 
 /** Encodes boxes / passes bytes through, concatenated. */

@@ -9,6 +9,7 @@
 import * as DateTime from "../../DateTime.ts"
 import * as Decimal from "../../Decimal.ts"
 import type * as C from "./commands.ts"
+import { concatBytes } from "../../internal/bytes.ts"
 
 /** The type of the sample set (the `GetSamples` response). @since 0.1.0 @category models */
 export type Samples = (typeof C.GetSamples)["responseSchema"]["Type"]
@@ -82,20 +83,10 @@ export const samples: Samples = {
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s)
 const ascii = utf8
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
-}
-
 const u16 = (n: number): Uint8Array => Uint8Array.of(n >> 8, n & 0xff)
 
 /** Length-prefixed strings, as in a `ListOf`. */
-const strings = (values: ReadonlyArray<Uint8Array>): Uint8Array => concat(values.flatMap((v) => [u16(v.length), v]))
+const strings = (values: ReadonlyArray<Uint8Array>): Uint8Array => concatBytes(values.flatMap((v) => [u16(v.length), v]))
 
 const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
   for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i]! - b[i]!
@@ -105,7 +96,7 @@ const compareBytes = (a: Uint8Array, b: Uint8Array): number => {
 /** A box serialized by hand: keys sorted bytewise, each pair length-prefixed, then the empty key. */
 const ser = (pairs: Record<string, Uint8Array>): Uint8Array => {
   const entries = Object.entries(pairs).map(([k, v]) => [ascii(k), v] as const).sort((x, y) => compareBytes(x[0], y[0]))
-  return concat([...entries.flatMap(([k, v]) => [u16(k.length), k, u16(v.length), v]), u16(0)])
+  return concatBytes([...entries.flatMap(([k, v]) => [u16(k.length), k, u16(v.length), v]), u16(0)])
 }
 
 /** The exact wire bytes of every sample key (from the spec's table). @since 0.1.0 @category samples */
@@ -143,13 +134,13 @@ export const expectedWire: ReadonlyMap<string, Uint8Array> = new Map<string, Uin
   ["unicode_list", strings([utf8(""), utf8("a"), utf8("\u2603"), utf8("\u{1f389}")])],
   [
     "items",
-    concat([
+    concatBytes([
       ser({
         id: ascii("1"),
         name: ascii("first"),
         tags: strings([ascii("a"), ascii("b")]),
         weight: ascii("2.5"),
-        children: concat([ser({ x: ascii("1"), label: ascii("one") }), ser({ x: ascii("2") })])
+        children: concatBytes([ser({ x: ascii("1"), label: ascii("one") }), ser({ x: ascii("2") })])
       }),
       ser({ id: ascii("2"), name: utf8("\u2603"), tags: new Uint8Array(0), children: new Uint8Array(0) })
     ])
