@@ -387,7 +387,8 @@ export const makeDecoder = (): Decoder => {
             }
           } else {
             if (i + len <= n) {
-              box!.set(key, chunk.subarray(i, i + len))
+              // a view, not a copy (and cheaper than `subarray`, which looks up a species constructor)
+              box!.set(key, new Uint8Array(chunk.buffer, chunk.byteOffset + i, len))
               i += len
               state = KeyLength
             } else {
