@@ -70,6 +70,33 @@ const parseOurs = (data: Data) => (): number => {
   return count
 }
 
+/**
+ * The same parse with a `Box.ValuePool`: the consumer checks each box and hands its values back, so
+ * a value split across chunks is assembled in a recycled buffer. This is what a connection does for
+ * commands whose argument types do not keep their bytes (see `Dispatcher.Options.valuePool`).
+ */
+const parseRecycled = (data: Data) => {
+  const pool = Box.makeValuePool()
+  return (): number => {
+    const decoder = Box.makeDecoder({ pool })
+    let count = 0
+    let valid = true
+    for (const chunk of data.chunks) {
+      const out: Array<Box.Box> = []
+      const error = decoder.feed(chunk, out)
+      if (error) throw error
+      count += out.length
+      for (let i = 0; i < out.length; i++) {
+        const box = out[i]!
+        valid &&= data.valid(box)
+        for (const value of box.values()) pool.release(value)
+      }
+    }
+    check(count === data.copies && valid, "ours (recycled): parsed boxes")
+    return count
+  }
+}
+
 const parseStream = (data: Data) => async (): Promise<number> => {
   let last: Box.Box | undefined
   const count = await Effect.runPromise(
@@ -134,8 +161,8 @@ interface Spec {
   readonly ours?: () => number
   readonly oursAsync?: () => Promise<number>
   readonly plain?: () => number
-  /** Whether this name has a Twisted counterpart in codec_bench.py. */
-  readonly twisted: boolean
+  /** Whether this name has a Twisted counterpart in codec_bench.py (or the name of the one to compare with). */
+  readonly twisted: boolean | string
 }
 
 const specs: ReadonlyArray<Spec> = [
@@ -153,6 +180,8 @@ const specs: ReadonlyArray<Spec> = [
     plain: serializeWith(large, plainSerialize, SERIALIZE_LARGE),
     twisted: true
   },
+  // the same data and work as codec.parse.large, so compared with Twisted's codec.parse.large
+  { name: "codec.parse.large.recycled", ours: parseRecycled(large), twisted: "codec.parse.large" },
   // extras, ours only: the Stream form of the decoder and the batched encoder
   { name: "codec.parse.small.stream", oursAsync: parseStream(small), twisted: false },
   { name: "codec.serialize.small.batch", ours: serializeBatch(small, SERIALIZE_SMALL), twisted: false }
@@ -165,7 +194,8 @@ export const codec: Group = {
   targets: {
     "codec.parse.small": { vsTwisted: 25 },
     "codec.serialize.small": { vsTwisted: 5 },
-    "codec.parse.large": { vsTwisted: 1 }
+    "codec.parse.large": { vsTwisted: 1 },
+    "codec.parse.large.recycled": { vsTwisted: 1 }
   },
   run: async (options: GroupOptions): Promise<Array<Result>> => {
     const selected = specs.filter((s) => options.selected(s.name))
@@ -193,7 +223,9 @@ export const codec: Group = {
       name: spec.name,
       unit: UNIT,
       value,
-      twisted: spec.twisted ? baseline(twisted, spec.name, UNIT, options.log) : null,
+      twisted: spec.twisted === false
+        ? null
+        : baseline(twisted, spec.twisted === true ? spec.name : spec.twisted, UNIT, options.log),
       plainNode
     }))
   }

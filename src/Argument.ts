@@ -181,6 +181,7 @@ const SMALL_BIGINTS: ReadonlyArray<bigint> = Array.from({ length: 1024 }, (_, i)
 
 const IntegerArg = makeArgument({
   name: "Integer",
+  keepsBytes: false,
   type: Schema.BigInt,
   encode: encodeBigInt,
   decode: (bytes) => {
@@ -192,6 +193,7 @@ const IntegerArg = makeArgument({
 
 const SafeIntegerArg = makeArgument({
   name: "SafeInteger",
+  keepsBytes: false,
   type: Schema.Int,
   encode: (value: number) => {
     if (!Number.isSafeInteger(value)) {
@@ -215,6 +217,7 @@ const SafeIntegerArg = makeArgument({
 
 const StringArg = makeArgument({
   name: "String",
+  keepsBytes: true, // the value is the bytes themselves
   type: Schema.Uint8Array,
   encode: (value: Uint8Array) => {
     if (!(value instanceof Uint8Array)) throw new CodecFailure(`expected a Uint8Array, got ${typeName(value)}`)
@@ -295,7 +298,13 @@ const decodeUtf8 = (bytes: Uint8Array): string => {
   }
 }
 
-const UnicodeArg = makeArgument({ name: "Unicode", type: Schema.String, encode: encodeUtf8, decode: decodeUtf8 })
+const UnicodeArg = makeArgument({
+  name: "Unicode",
+  keepsBytes: false,
+  type: Schema.String,
+  encode: encodeUtf8,
+  decode: decodeUtf8
+})
 
 /** Python's `os.path.abspath`: like `path.resolve`, but POSIX keeps exactly two leading slashes. */
 const abspath = (p: string): string => {
@@ -305,6 +314,7 @@ const abspath = (p: string): string => {
 
 const PathArg = makeArgument({
   name: "Path",
+  keepsBytes: false,
   type: Schema.String,
   encode: encodeUtf8,
   decode: (bytes) => abspath(decodeUtf8(bytes))
@@ -368,6 +378,7 @@ const parseFloatBytes = (bytes: Uint8Array): number => {
 
 const FloatArg = makeArgument({
   name: "Float",
+  keepsBytes: false,
   type: Schema.Number,
   encode: (value: number) => {
     if (typeof value !== "number") throw new CodecFailure(`Bad float value: expected a number, got ${typeName(value)}`)
@@ -381,6 +392,7 @@ const FloatArg = makeArgument({
 
 const BooleanArg = makeArgument({
   name: "Boolean",
+  keepsBytes: false,
   type: Schema.Boolean,
   encode: (value: boolean) => {
     if (value === true) return new Uint8Array([84, 114, 117, 101])
@@ -402,6 +414,7 @@ const BooleanArg = makeArgument({
 
 const DecimalArg = makeArgument({
   name: "Decimal",
+  keepsBytes: false,
   type: DecimalValue.schema,
   encode: (value: DecimalValue.Decimal) => {
     if (!(value instanceof DecimalValue.Decimal)) {
@@ -421,6 +434,7 @@ const DecimalArg = makeArgument({
 
 const DateTimeArg = makeArgument({
   name: "DateTime",
+  keepsBytes: false,
   type: DateTimeValue.schema,
   encode: (value: DateTimeValue.DateTime) => {
     if (!(value instanceof DateTimeValue.DateTime)) {
@@ -482,6 +496,7 @@ export const ListOf = <S extends AnyArgument>(element: S): ListOf<S> => {
   const el = fastCodecOf(element)
   return makeArgument({
     name: `ListOf(${el.name})`,
+    keepsBytes: () => el.keepsBytes,
     type: Schema.Array(Schema.toType(element)),
     encode: (values: ReadonlyArray<S["Type"]>) => {
       if (!Array.isArray(values)) throw new CodecFailure(`expected an array, got ${typeName(values)}`)
@@ -600,6 +615,7 @@ export const AmpList = <const F extends Fields>(
     )
   return makeArgument({
     name: "AmpList",
+    keepsBytes: () => codec().recyclable.length < codec().keys.length,
     type: Schema.Array(Schema.toType(Schema.Struct(fields))),
     encode: (values: ReadonlyArray<Schema.Struct<F>["Type"]>) => {
       if (!Array.isArray(values)) throw new CodecFailure(`expected an array, got ${typeName(values)}`)
@@ -703,6 +719,12 @@ export const make = <S extends Schema.Codec<S["Type"], S["Type"], never, never>>
   readonly type: S
   readonly encode: (value: S["Type"]) => Uint8Array
   readonly decode: (bytes: Uint8Array) => S["Type"]
+  /**
+   * Set to `false` when `decode` never returns or keeps a view of its input (it builds strings,
+   * numbers, fresh arrays): connections may then recycle a large input buffer right after decoding.
+   * Default `true`, which is always safe.
+   */
+  readonly keepsBytes?: boolean | undefined
 }): Argument<S> => makeArgument<S["Type"], S>(options)
 
 /**
@@ -735,6 +757,7 @@ export const fromUnicode = <S extends Schema.Codec<any, string, never, never>>(s
   const name = `fromUnicode(${schema.ast._tag})`
   return register(composed, {
     name,
+    keepsBytes: false, // the schema decodes a string
     decode: (bytes) => {
       const exit = decode(decodeUtf8(bytes))
       if (exit._tag === "Success") return exit.value

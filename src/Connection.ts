@@ -173,6 +173,10 @@ interface Batch {
 /** What an inline transition did: go on with the rest of the batch, or stop (the bytes left are not AMP). */
 type Step = "continue" | "stop"
 
+let shared: Box.ValuePool | undefined
+/** The pool connections share unless given one: at most 4 MiB idle for the whole process. */
+const sharedValuePool = (): Box.ValuePool => (shared ??= Box.makeValuePool({ maxIdleBytes: 4 * 1024 * 1024 }))
+
 const textEncoder = new TextEncoder()
 const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? textEncoder.encode(chunk) : chunk
 
@@ -359,7 +363,8 @@ export const make = Effect.fnUntraced(function*(
   // false between releasing a phase and acquiring the next (a transition, or after a failed handshake):
   // the released phase's writer must not be used then (it would wait forever for a socket)
   let phaseLive = true
-  let decoder = Box.makeDecoder()
+  const valuePool = options?.valuePool ?? sharedValuePool()
+  let decoder = Box.makeDecoder({ pool: valuePool })
 
   const queue = yield* Queue.bounded<Box.Box | Hold, import("effect").Cause.Done>(options?.maxQueuedBoxes ?? 1024)
 
@@ -400,7 +405,7 @@ export const make = Effect.fnUntraced(function*(
   }
 
   const dispatcherScope = yield* Scope.fork(scope)
-  const handle = yield* Scope.provide(Dispatcher.make(outbox, info, options), dispatcherScope)
+  const handle = yield* Scope.provide(Dispatcher.make(outbox, info, { ...options, valuePool }), dispatcherScope)
 
   // --- writer: batch everything queued, one socket write per batch --------------------------------
   const writeLoop = Effect.gen(function*() {
@@ -479,7 +484,7 @@ export const make = Effect.fnUntraced(function*(
         Effect.mapError((error) => new TlsError({ reason: `after the handshake: ${error.message}` }))
       )
       phaseLive = true
-      decoder = Box.makeDecoder()
+      decoder = Box.makeDecoder({ pool: valuePool })
       awaitingFirstBox = options?.firstBoxTimeoutMillis !== undefined
       yield* Deferred.succeed(hold.release, true)
     })

@@ -24,7 +24,8 @@ import {
   type UnhandledCommand,
   type UnknownRemoteError
 } from "./AmpError.ts"
-import type { Box, InvalidKey, TooLong } from "./Box.ts"
+import type { Box, InvalidKey, TooLong, ValuePool } from "./Box.ts"
+import type { FieldsCodec } from "./internal/argument.ts"
 import * as Command from "./Command.ts"
 import { ConnectionInfo } from "./ConnectionInfo.ts"
 import { latin1, pyBytesRepr } from "./internal/bytes.ts"
@@ -79,6 +80,14 @@ export interface Options {
    * `callRemote` waits for a slot.
    */
   readonly maxOutstandingCalls?: number | undefined
+  /**
+   * Where large values split across reads were assembled (`Box.makeDecoder({ pool })`). After a typed
+   * command's arguments or a typed answer are decoded, the values of argument types that do not keep
+   * their bytes (everything but `String` and `Argument.make` types without `keepsBytes: false`) are
+   * released to it for reuse; raw boxes are never released. A connection uses a process-wide pool
+   * unless given one; `Box.makeValuePool({ maxIdleBytes: 0 })` turns reuse off.
+   */
+  readonly valuePool?: ValuePool | undefined
 }
 
 /** Default of {@link Options.maxConcurrentHandlers}. @since 0.1.0 @category constants */
@@ -219,6 +228,16 @@ export const make = Effect.fnUntraced(function*(
   options?: Options
 ) {
   const responders = yield* Responders
+  const valuePool = options?.valuePool
+  /** Hands back the buffers of the values `fields` has decoded into non-byte values. */
+  const recycle = (fields: FieldsCodec, box: Box): void => {
+    if (valuePool === undefined) return
+    const keys = fields.recyclable
+    for (let i = 0; i < keys.length; i++) {
+      const value = box.get(keys[i]!)
+      if (value !== undefined && value.length >= 4096) valuePool.release(value)
+    }
+  }
   const outstanding = yield* Ref.make(new Map<string, Deferred.Deferred<Box, ConnectionLost>>())
   // the map inside the Ref is owned by this dispatcher and mutated in place (single-threaded JS)
   const pending = Ref.getUnsafe(outstanding)
@@ -298,7 +317,9 @@ export const make = Effect.fnUntraced(function*(
             return Effect.fail(Command.errorFromWire(command, errorCode(answer), errorDescription(answer)))
           }
           try {
-            return Effect.succeed(Command.decodeResponseUnsafe(command, answer))
+            const response = Command.decodeResponseUnsafe(command, answer)
+            recycle(command.compiled.response, answer)
+            return Effect.succeed(response)
           } catch (e) {
             return Effect.fail(e as ArgumentError)
           }
@@ -397,6 +418,7 @@ export const make = Effect.fnUntraced(function*(
       } catch (e) {
         return Effect.succeed({ _tag: "Unknown", reason: `bad arguments: ${(e as { reason?: string }).reason ?? e}` })
       }
+      recycle(command.compiled.arguments, box)
       return handler.handle(args).pipe(
         Effect.matchCause({
           onSuccess: (response): Outcome => {

@@ -1061,6 +1061,33 @@ describe("custom argument types", () => {
 // ---------------------------------------------------------------------------------------------------
 // properties: decode(encode(x)) == x
 
+describe("which argument types keep their bytes (what a connection may recycle)", () => {
+  it("decoders that build strings, numbers or fresh values do not; String and unknown codecs do", () => {
+    const keeps = (schema: Parameters<typeof fastCodecOf>[0]) => fastCodecOf(schema).keepsBytes
+    for (const arg of [Argument.Integer, Argument.SafeInteger, Argument.Unicode, Argument.Path, Argument.Float,
+      Argument.Boolean, Argument.Decimal, Argument.DateTime, Argument.fromUnicode(Schema.String)]) {
+      assert.isFalse(keeps(arg))
+    }
+    assert.isTrue(keeps(Argument.String))
+    assert.isFalse(keeps(Argument.ListOf(Argument.Unicode)))
+    assert.isTrue(keeps(Argument.ListOf(Argument.String)))
+    assert.isFalse(keeps(Argument.AmpList({ a: Argument.Integer, b: Argument.optional(Argument.Unicode) })))
+    assert.isTrue(keeps(Argument.AmpList({ a: Argument.Integer, b: Argument.optional(Argument.String) })))
+    assert.isTrue(keeps(Argument.AmpList({ inner: Argument.AmpList({ raw: Argument.String }) })))
+    const Words = {
+      name: "Words",
+      type: Schema.String,
+      encode: (s: string) => fromLatin1(s),
+      decode: (b: Uint8Array) => latin1(b, 0, b.length)
+    }
+    assert.isTrue(keeps(Argument.make(Words)), "Argument.make: safe default")
+    assert.isFalse(keeps(Argument.make({ ...Words, keepsBytes: false })))
+    assert.isTrue(keeps(Schema.Uint8Array), "a schema built elsewhere")
+    const fields = compileFields({ text: Argument.Unicode, blob: Argument.String, n: Argument.optional(Argument.Integer) })
+    assert.deepStrictEqual(fields.recyclable, ["text", "n"])
+  })
+})
+
 describe("round trips", () => {
   const all: ReadonlyArray<Kind<any>> = [
     ...Object.values(Kinds),

@@ -674,3 +674,132 @@ describeTwisted("Box codec against real Twisted", () => {
     })
   })
 })
+
+describe("Box.ValuePool: recycled buffers for large values split across chunks", () => {
+  /** A box `{k: <n bytes>}` whose value bytes depend on `seed`, encoded and cut inside the value. */
+  const splitBox = (n: number, seed: number) => {
+    const value = new Uint8Array(n).map((_, i) => (i * 7 + seed) & 0xff)
+    const bytes = Box.encodeUnsafe(Box.make({ k: value }))
+    // 2 + 1 (key) + 2 (value length) = 5 bytes before the value: cut in its middle
+    return { value, chunks: splitAt(bytes, [5 + (n >> 1)]) }
+  }
+  const decodeWith = (decoder: Box.Decoder, chunks: ReadonlyArray<Uint8Array>): Box.Box => {
+    const out: Array<Box.Box> = []
+    for (const chunk of chunks) assert.isUndefined(decoder.feed(chunk, out))
+    assert.strictEqual(out.length, 1)
+    return out[0]!
+  }
+
+  it("a split value of 4 KiB or more comes from the pool; once released its buffer is reused", () => {
+    const pool = Box.makeValuePool()
+    const decoder = Box.makeDecoder({ pool })
+    const first = splitBox(10_000, 1)
+    const v1 = decodeWith(decoder, first.chunks).get("k")!
+    assert.deepStrictEqual(v1, first.value)
+    assert.strictEqual(v1.buffer.byteLength, 16384, "the 16 KiB class")
+    pool.release(v1)
+    assert.strictEqual(pool.idleBytes(), 16384)
+    const second = splitBox(9_000, 2)
+    const v2 = decodeWith(decoder, second.chunks).get("k")!
+    assert.strictEqual(v2.buffer, v1.buffer, "the released buffer is reused")
+    assert.deepStrictEqual(v2, second.value)
+    assert.strictEqual(pool.idleBytes(), 0)
+  })
+
+  it("nothing is reused without release: every kept value stays intact", () => {
+    const pool = Box.makeValuePool()
+    const decoder = Box.makeDecoder({ pool })
+    const sent = Array.from({ length: 20 }, (_, i) => splitBox(4096 + i * 3000, i))
+    const kept = sent.map(({ chunks }) => decodeWith(decoder, chunks).get("k")!)
+    kept.forEach((value, i) => assert.deepStrictEqual(value, sent[i]!.value, `value ${i}`))
+    assert.strictEqual(new Set(kept.map((v) => v.buffer)).size, kept.length, "all buffers distinct")
+  })
+
+  it("size classes: the smallest of 4, 8, 16, 32, 64 KiB that fits", () => {
+    const pool = Box.makeValuePool()
+    for (const [n, size] of [[4096, 4096], [4097, 8192], [32768, 32768], [40000, 65536], [65535, 65536]] as const) {
+      const { chunks, value } = splitBox(n, n)
+      const got = decodeWith(Box.makeDecoder({ pool }), chunks).get("k")!
+      assert.strictEqual(got.buffer.byteLength, size, `${n} bytes`)
+      assert.deepStrictEqual(got, value)
+    }
+  })
+
+  it("values the pool did not give out, small values, and second releases are ignored", () => {
+    const pool = Box.makeValuePool()
+    const decoder = Box.makeDecoder({ pool })
+    // whole in one chunk: a view into the chunk, not pooled
+    const whole = Box.encodeUnsafe(Box.make({ k: filled(5000, 3) }))
+    const view = decodeWith(decoder, [whole]).get("k")!
+    assert.strictEqual(view.buffer, whole.buffer)
+    pool.release(view)
+    // split but under 4 KiB: a fresh exact-size array
+    const small = decodeWith(decoder, splitBox(4000, 4).chunks).get("k")!
+    assert.strictEqual(small.buffer.byteLength, 4000)
+    pool.release(small)
+    pool.release(new Uint8Array(8192))
+    assert.strictEqual(pool.idleBytes(), 0)
+    // a pooled value released twice is idle once: the next two values get different buffers
+    const pooled = decodeWith(decoder, splitBox(5000, 5).chunks).get("k")!
+    pool.release(pooled)
+    pool.release(pooled)
+    assert.strictEqual(pool.idleBytes(), 8192)
+    const a = decodeWith(decoder, splitBox(5000, 6).chunks).get("k")!
+    const b2 = decodeWith(decoder, splitBox(5000, 7).chunks).get("k")!
+    assert.notStrictEqual(a.buffer, b2.buffer)
+    assert.deepStrictEqual(a, splitBox(5000, 6).value)
+    assert.deepStrictEqual(b2, splitBox(5000, 7).value)
+  })
+
+  it("maxIdleBytes bounds what is kept idle", () => {
+    const pool = Box.makeValuePool({ maxIdleBytes: 20_000 })
+    const decoder = Box.makeDecoder({ pool })
+    const values = [1, 2, 3].map((seed) => decodeWith(decoder, splitBox(10_000, seed).chunks).get("k")!)
+    for (const value of values) pool.release(value)
+    assert.strictEqual(pool.idleBytes(), 16384)
+    const off = Box.makeValuePool({ maxIdleBytes: 0 })
+    const value = decodeWith(Box.makeDecoder({ pool: off }), splitBox(10_000, 9).chunks).get("k")!
+    off.release(value)
+    assert.strictEqual(off.idleBytes(), 0)
+  })
+
+  it("property: with a pool, any chunking gives the same boxes; released values are reused, kept ones stay intact", () => {
+    const valueArb = fc.oneof(
+      fc.integer({ min: 0, max: 40 }),
+      fc.integer({ min: 3000, max: 65535 })
+    ).chain((n) => fc.tuple(fc.constant(n), fc.integer({ min: 0, max: 255 })))
+    const boxArbLarge = fc.dictionary(fc.constantFrom("a", "b", "data", "_ask"), valueArb, { minKeys: 1, maxKeys: 3 })
+      .map((entries) =>
+        Box.make(Object.fromEntries(Object.entries(entries).map(([k, [n, seed]]) => [k, filled(n, seed)])))
+      )
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(boxArbLarge, fc.boolean()), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.integer({ min: 0, max: 600_000 }), { maxLength: 12 }),
+        (items, cuts) => {
+          const boxes = items.map(([box]) => box)
+          const bytes = Box.encodeAllUnsafe(boxes)
+          const pool = Box.makeValuePool()
+          const decoder = Box.makeDecoder({ pool })
+          const decoded: Array<Box.Box> = []
+          const kept: Array<[Box.Box, Box.Box]> = []
+          for (const chunk of splitAt(bytes, cuts)) {
+            const out: Array<Box.Box> = []
+            assert.isUndefined(decoder.feed(chunk, out))
+            for (const box of out) {
+              const index = decoded.length
+              decoded.push(box)
+              assert.deepStrictEqual(canon(box), canon(boxes[index]!), `box ${index}`)
+              // release some boxes right away, keep the others to the end
+              if (items[index]![1]) for (const value of box.values()) pool.release(value)
+              else kept.push([box, boxes[index]!])
+            }
+          }
+          assert.strictEqual(decoded.length, boxes.length)
+          for (const [box, expected] of kept) assert.deepStrictEqual(canon(box), canon(expected))
+        }
+      ),
+      { numRuns: 150 }
+    )
+  })
+})

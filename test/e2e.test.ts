@@ -4,7 +4,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Ref } from "effect"
+import * as Argument from "../src/Argument.ts"
 import * as Box from "../src/Box.ts"
+import * as Command from "../src/Command.ts"
+import * as Responders from "../src/Responders.ts"
 import {
   CallBack,
   clientHandlers,
@@ -273,7 +276,66 @@ for (const transport of transports) {
         assert.isFalse(yield* endedWithin(pair.client, 10))
         assert.strictEqual((yield* amp.callRemote(Sum, { a: 2n, b: 2n })).total, 4n)
       }), 10_000)
+
+    it.live("large values: Unicode buffers are recycled after decoding, String values are never released", () =>
+      Effect.gen(function*() {
+        const server = countingPool()
+        const client = countingPool()
+        const keptByServer: Array<[Uint8Array, number]> = []
+        const pair = yield* transport.connect({
+          server: [
+            Responders.handle(Payload, ({ blob, seed, text }) =>
+              Effect.sync(() => {
+                keptByServer.push([blob, Number(seed)])
+                return { text: text + "!", blob: payloadBlob(Number(seed) + 1) }
+              }))
+          ],
+          serverOptions: { valuePool: server.pool },
+          clientOptions: { valuePool: client.pool }
+        })
+        const amp = pair.client.dispatcher
+        const keptByClient: Array<[Uint8Array, number]> = []
+        for (let seed = 0; seed < 30; seed++) {
+          const text = payloadText(seed)
+          const answer = yield* amp.callRemote(Payload, { text, blob: payloadBlob(seed), seed: BigInt(seed) })
+          assert.strictEqual(answer.text, text + "!")
+          keptByClient.push([answer.blob, seed + 1])
+        }
+        // every byte value kept by a handler or a caller is still what was sent
+        for (const [blob, seed] of [...keptByServer, ...keptByClient]) {
+          assert.deepStrictEqual(blob, payloadBlob(seed), `blob ${seed}`)
+          assert.isFalse(server.released.has(blob) || client.released.has(blob), `blob ${seed} released`)
+        }
+        if (transport.name !== "memory") {
+          // over a socket the 100 KiB boxes span reads: their Unicode values came from the pool and went back
+          assert.isAbove(server.released.size, 0)
+          assert.isAbove(client.released.size, 0)
+        }
+      }), 20_000)
   })
+}
+
+/** A command with large values of both kinds: `text` decodes to a string, `blob` stays bytes. */
+const Payload = Command.make("Payload", {
+  arguments: { text: Argument.Unicode, blob: Argument.String, seed: Argument.Integer },
+  response: { text: Argument.Unicode, blob: Argument.String }
+})
+const payloadText = (seed: number): string => `${seed}:` + "\u00e9t\u00e9 ".repeat(8000 + seed * 100)
+const payloadBlob = (seed: number): Uint8Array => new Uint8Array(50_000 + seed).map((_, i) => (i * 13 + seed) & 0xff)
+
+/** A value pool that records what is released to it. */
+const countingPool = () => {
+  const inner = Box.makeValuePool()
+  const released = new Set<Uint8Array>()
+  const pool: Box.ValuePool = {
+    take: inner.take,
+    release: (value) => {
+      released.add(value)
+      inner.release(value)
+    },
+    idleBytes: inner.idleBytes
+  }
+  return { pool, released }
 }
 
 describe("wire (raw peer)", () => {

@@ -23,6 +23,11 @@ export interface FastCodec<A> {
   readonly name: string
   readonly encode: (value: A) => Uint8Array
   readonly decode: (bytes: Uint8Array) => A
+  /**
+   * Whether a decoded value may hold on to the input bytes (a view of them). When false the command
+   * layer may recycle the input buffer right after decoding (`Box.ValuePool`).
+   */
+  readonly keepsBytes: boolean
 }
 
 const registry = new WeakMap<object, FastCodec<any>>()
@@ -38,6 +43,7 @@ export const fastCodecOf = (schema: AnyArgument): FastCodec<any> => {
   const encode = Schema.encodeUnknownExit(schema)
   const codec: FastCodec<any> = {
     name: String(schema.ast._tag),
+    keepsBytes: true, // unknown: assume it does
     decode: (bytes) => {
       const exit = decode(bytes)
       if (exit._tag === "Success") return exit.value
@@ -73,6 +79,8 @@ export const makeArgument = <A, S extends Schema.Codec<A, A, never, never>>(opti
   readonly type: S
   readonly encode: (value: A) => Uint8Array
   readonly decode: (bytes: Uint8Array) => A
+  /** Whether `decode` may return (or keep) a view of its input; default true. A function is asked on first use. */
+  readonly keepsBytes?: boolean | (() => boolean) | undefined
 }): Schema.decodeTo<S, Schema.Uint8Array> => {
   const fail = (input: unknown, e: unknown) =>
     Effect.fail(
@@ -98,7 +106,23 @@ export const makeArgument = <A, S extends Schema.Codec<A, A, never, never>>(opti
     }
   })
   const schema = Schema.Uint8Array.pipe(Schema.decodeTo(options.type, transformation))
-  return register(schema, { name: options.name, encode: options.encode, decode: options.decode })
+  const keepsBytes = options.keepsBytes ?? true
+  if (typeof keepsBytes === "boolean") {
+    return register(schema, { name: options.name, encode: options.encode, decode: options.decode, keepsBytes })
+  }
+  let known: boolean | undefined
+  return register(schema, {
+    name: options.name,
+    encode: options.encode,
+    decode: options.decode,
+    get keepsBytes() {
+      if (known === undefined) {
+        known = true // a recursive type asking about itself meanwhile gets the safe answer
+        known = keepsBytes()
+      }
+      return known
+    }
+  })
 }
 
 /** One field of a compiled field set. */
@@ -115,6 +139,8 @@ export interface FieldsCodec {
   readonly encode: (value: Readonly<Record<string, unknown>>, into: Map<string, Uint8Array>) => void
   /** Reads the declared fields of `box` (extra keys ignored); throws `FieldFailure`. */
   readonly decode: (box: Box) => Record<string, unknown>
+  /** The keys whose decoded values never hold on to their bytes (safe to recycle after `decode`). */
+  readonly recyclable: ReadonlyArray<string>
 }
 
 /** A failure of one named field. */
@@ -143,8 +169,13 @@ export const compileFields = (fields: Readonly<Record<string, unknown>>): Fields
     }
   }
   const n = compiled.length
+  let recyclable: ReadonlyArray<string> | undefined
   return {
     keys: compiled.map((f) => f.key),
+    get recyclable() {
+      // asked on first use: a lazily compiled AmpList field learns its answer only then
+      return (recyclable ??= compiled.filter((f) => !f.codec.keepsBytes).map((f) => f.key))
+    },
     encode: (value, into) => {
       for (let i = 0; i < n; i++) {
         const f = compiled[i]!
