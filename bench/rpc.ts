@@ -1,10 +1,11 @@
 /**
- * The rpc benchmark group: `Sum` calls end to end over TCP on 127.0.0.1, client and server in separate
+ * The rpc benchmark group: calls end to end over TCP on 127.0.0.1, client and server in separate
  * processes, every answer checked by the client.
  *
- *   rpc.sequential       calls/s with one call outstanding
- *   rpc.pipelined.100    calls/s with 100 calls outstanding
- *   rpc.pipelined.1000   calls/s with 1000 calls outstanding
+ *   rpc.sequential       `Sum` calls/s with one call outstanding
+ *   rpc.pipelined.100    `Sum` calls/s with 100 calls outstanding
+ *   rpc.pipelined.1000   `Sum` calls/s with 1000 calls outstanding
+ *   rpc.large.pipelined  `Text` calls/s (60 KiB ASCII text in, its length out) with 16 calls outstanding
  *
  * Each is measured for effect-amp (bench/amp/rpc.ts), Twisted client ↔ Twisted server
  * (bench/twisted/rpc_bench.py) and a plain-Node client ↔ server without Effect (bench/plain/rpc.ts),
@@ -29,9 +30,11 @@ const implementations: ReadonlyArray<Implementation> = [
 ]
 
 const specs = [
-  { name: "rpc.sequential", mode: "sequential", outstanding: 1 },
-  { name: "rpc.pipelined.100", mode: "pipelined", outstanding: 100 },
-  { name: "rpc.pipelined.1000", mode: "pipelined", outstanding: 1000 }
+  { name: "rpc.sequential", mode: "sequential", outstanding: 1, workload: "sum" },
+  { name: "rpc.pipelined.100", mode: "pipelined", outstanding: 100, workload: "sum" },
+  { name: "rpc.pipelined.1000", mode: "pipelined", outstanding: 1000, workload: "sum" },
+  /** Large values: `Text` calls/s sending a 60 KiB (61440-byte) ASCII text, answered with its length, 16 in flight. */
+  { name: "rpc.large.pipelined", mode: "pipelined", outstanding: 16, workload: "text" }
 ] as const
 
 const startServer = (impl: Implementation): Promise<{ port: number; stop: () => Promise<void> }> =>
@@ -87,7 +90,9 @@ const runClient = (
       "--seconds",
       String(seconds),
       "--warmup",
-      String(warmup)
+      String(warmup),
+      // only when not the default, so the Sum benchmarks run the scripts exactly as before
+      ...(spec.workload === "sum" ? [] : ["--workload", spec.workload])
     ], { stdio: ["ignore", "pipe", "pipe"] })
     let out = ""
     let err = ""

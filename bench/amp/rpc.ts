@@ -1,15 +1,18 @@
 /**
  * effect-amp's side of the rpc benchmarks: an effect-amp server and client for
- * `Sum(a: Integer, b: Integer) -> total: Integer`, run as separate processes. Same command line and
- * output as the baselines (bench/plain/rpc.ts, bench/twisted/rpc_bench.py):
+ * `Sum(a: Integer, b: Integer) -> total: Integer` and `Text(text: Unicode) -> length: Integer`, run as
+ * separate processes. Same command line and output as the baselines (bench/plain/rpc.ts,
+ * bench/twisted/rpc_bench.py):
  *
  *   node bench/amp/rpc.ts server [--port 0] [--host 127.0.0.1]
  *       prints `LISTENING <port>`, then serves until SIGTERM/SIGINT
  *   node bench/amp/rpc.ts client --connect 127.0.0.1:PORT --mode sequential|pipelined
- *                                [--outstanding N] [--seconds S] [--warmup S]
+ *                                [--outstanding N] [--seconds S] [--warmup S] [--workload sum|text]
  *       prints {"calls": n, "seconds": s, "rate": r, "errors": e}; every answer is checked
  *
  * `pipelined`: N fibers, each issuing its next call when its answer arrives (N calls in flight).
+ * `--workload sum` (the default) calls `Sum`; `--workload text` calls `Text` with a 60 KiB ASCII text
+ * (61440 bytes) and checks that every answer is 61440.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
@@ -20,7 +23,19 @@ const Sum = Command.make("Sum", {
   response: { total: Argument.Integer }
 })
 
-const Handlers = Responders.layer(Responders.handle(Sum, ({ a, b }) => Effect.succeed({ total: a + b })))
+const Text = Command.make("Text", {
+  arguments: { text: Argument.Unicode },
+  response: { length: Argument.SafeInteger }
+})
+
+/** The `Text` workload's text: 61440 printable ASCII characters (the same in all three implementations). */
+const largeText = Array.from({ length: 61440 }, (_, i) => String.fromCharCode(32 + (i % 95))).join("")
+
+const Handlers = Responders.layer(
+  Responders.handle(Sum, ({ a, b }) => Effect.succeed({ total: a + b })),
+  // UTF-16 code units; the same as characters for the ASCII text the benchmark sends
+  Responders.handle(Text, ({ text }) => Effect.succeed({ length: text.length }))
+)
 
 const flags = (argv: ReadonlyArray<string>): Map<string, string> => {
   const out = new Map<string, string>()
@@ -46,6 +61,7 @@ const client = (options: {
   outstanding: number
   seconds: number
   warmup: number
+  workload: "sum" | "text"
 }) =>
   Effect.gen(function*() {
     const connection = yield* Client.connect({ host: options.host, port: options.port })
@@ -55,7 +71,7 @@ const client = (options: {
     let counting = false
     let deadline = 0
     let n = 0
-    const worker = Effect.gen(function*() {
+    const sumWorker = Effect.gen(function*() {
       while (performance.now() < deadline) {
         const a = BigInt(n++)
         const result = yield* Effect.result(amp.callRemote(Sum, { a, b: 7n }))
@@ -64,6 +80,15 @@ const client = (options: {
         } else errors++
       }
     })
+    const textWorker = Effect.gen(function*() {
+      while (performance.now() < deadline) {
+        const result = yield* Effect.result(amp.callRemote(Text, { text: largeText }))
+        if (result._tag === "Success" && result.success.length === largeText.length) {
+          if (counting) calls++
+        } else errors++
+      }
+    })
+    const worker = options.workload === "text" ? textWorker : sumWorker
     const workers = options.mode === "pipelined" ? options.outstanding : 1
     const drive = (seconds: number) =>
       Effect.gen(function*() {
@@ -89,6 +114,8 @@ if (mode === "server") {
   const [host, port] = (f.get("connect") ?? "127.0.0.1:0").split(":")
   const m = f.get("mode") ?? "sequential"
   if (m !== "sequential" && m !== "pipelined") throw new Error("--mode must be sequential or pipelined")
+  const workload = f.get("workload") ?? "sum"
+  if (workload !== "sum" && workload !== "text") throw new Error("--workload must be sum or text")
   NodeRuntime.runMain(
     client({
       host: host!,
@@ -96,7 +123,8 @@ if (mode === "server") {
       mode: m,
       outstanding: Number(f.get("outstanding") ?? 1),
       seconds: Number(f.get("seconds") ?? 5),
-      warmup: Number(f.get("warmup") ?? 0)
+      warmup: Number(f.get("warmup") ?? 0),
+      workload
     })
   )
 } else {

@@ -1,6 +1,6 @@
 /**
- * A plain-Node AMP client and server for one command, `Sum(a: Integer, b: Integer) -> total: Integer`,
- * with no Effect: node:net, Buffers, a Map of tag → pending call. It speaks real AMP framing (the
+ * A plain-Node AMP client and server for two commands, `Sum(a: Integer, b: Integer) -> total: Integer`
+ * and `Text(text: Unicode) -> length: Integer`, with no Effect: node:net, Buffers, a Map of tag → pending call. It speaks real AMP framing (the
  * codec in ./codec.ts), so either side can talk to Twisted. It is the `plainNode` baseline of the rpc
  * benchmarks: written the way a competent developer would, not deliberately slow (writes are batched
  * per tick on both sides).
@@ -8,12 +8,14 @@
  *   node bench/plain/rpc.ts server [--port 0] [--host 127.0.0.1]
  *       prints `LISTENING <port>`, then serves until SIGTERM/SIGINT
  *   node bench/plain/rpc.ts client --connect 127.0.0.1:PORT --mode sequential|pipelined
- *                                  [--outstanding N] [--seconds S] [--warmup S]
+ *                                  [--outstanding N] [--seconds S] [--warmup S] [--workload sum|text]
  *       prints {"calls": n, "seconds": s, "rate": r, "errors": e}; every answer is checked
  *
  * `sequential`: one call at a time (send, wait for the answer, send the next).
  * `pipelined`: N calls kept in flight (N workers, each sending its next call when its answer arrives).
  * Calls stop being issued after S seconds; the ones in flight are awaited and counted.
+ * `--workload sum` (the default) calls `Sum`; `--workload text` calls `Text` with a 60 KiB ASCII text
+ * (61440 bytes) and checks that every answer is 61440.
  */
 import * as Net from "node:net"
 import { PlainParser, type PlainBox, serialize } from "./codec.ts"
@@ -38,6 +40,9 @@ const parseInteger = (s: string | undefined): number | undefined => {
   if (s === undefined || !/^\s*[+-]?\d+\s*$/.test(s)) return undefined
   return Number.parseInt(s, 10)
 }
+
+/** The `Text` workload's text: 61440 printable ASCII characters (the same in all three implementations). */
+const largeText = Array.from({ length: 61440 }, (_, i) => String.fromCharCode(32 + (i % 95))).join("")
 
 // ------------------------------------------------------------------------------------------ server
 
@@ -72,6 +77,17 @@ const serve = (host: string, port: number): void => {
           } else {
             reply = new Map([["total", enc(String(a + b))]])
           }
+        } else if (command === "Text") {
+          const raw = box.get("text")
+          if (raw === undefined) {
+            reply = new Map([["_error_code", enc("UNKNOWN")], ["_error_description", enc("Unknown Error")]])
+            close = true
+          } else {
+            // decoded to a JS string, as a real server would; its length in UTF-16 code units is its
+            // length in characters for the ASCII text the benchmark sends
+            const value = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("utf8")
+            reply = new Map([["length", enc(String(value.length))]])
+          }
         } else {
           reply = new Map([
             ["_error_code", enc("UNHANDLED")],
@@ -101,11 +117,13 @@ const serve = (host: string, port: number): void => {
 // ------------------------------------------------------------------------------------------ client
 
 interface Pending {
+  /** The answer's key holding the integer result, and its expected value. */
+  readonly key: string
   readonly expected: number
   readonly resolve: (ok: boolean) => void
 }
 
-class SumClient {
+class AmpClient {
   private readonly socket: Net.Socket
   private readonly parser = new PlainParser()
   private readonly pending = new Map<string, Pending>()
@@ -134,7 +152,19 @@ class SumClient {
     if (this.closed) return Promise.resolve(false)
     const tag = (++this.counter).toString(16)
     const frame = serialize(new Map([["_ask", enc(tag)], ["_command", enc("Sum")], ["a", enc(String(a))], ["b", enc(String(b))]]))
-    const promise = new Promise<boolean>((resolve) => this.pending.set(tag, { expected: a + b, resolve }))
+    return this.send(tag, frame, "total", a + b)
+  }
+
+  /** Calls Text(text); resolves true if the answer's length is the text's length. */
+  text(value: string): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false)
+    const tag = (++this.counter).toString(16)
+    const frame = serialize(new Map([["_ask", enc(tag)], ["_command", enc("Text")], ["text", Buffer.from(value, "utf8")]]))
+    return this.send(tag, frame, "length", value.length)
+  }
+
+  private send(tag: string, frame: Buffer, key: string, expected: number): Promise<boolean> {
+    const promise = new Promise<boolean>((resolve) => this.pending.set(tag, { key, expected, resolve }))
     if (!this.batch) this.socket.write(frame)
     else {
       this.queue.push(frame)
@@ -170,7 +200,7 @@ class SumClient {
         return
       }
       this.pending.delete(tag!)
-      call.resolve(answer !== undefined && parseInteger(text(box.get("total"))) === call.expected)
+      call.resolve(answer !== undefined && parseInteger(text(box.get(call.key))) === call.expected)
     }
   }
 
@@ -196,8 +226,9 @@ const runClient = async (options: {
   outstanding: number
   seconds: number
   warmup: number
+  workload: "sum" | "text"
 }): Promise<void> => {
-  const client = new SumClient(await connect(options.host, options.port), options.mode === "pipelined")
+  const client = new AmpClient(await connect(options.host, options.port), options.mode === "pipelined")
   const workers = options.mode === "pipelined" ? options.outstanding : 1
   let calls = 0
   let errors = 0
@@ -205,9 +236,13 @@ const runClient = async (options: {
   const drive = async (until: number, count: boolean): Promise<void> => {
     const worker = async () => {
       while (performance.now() < until && !client.closed) {
-        const a = n++ % 100_000
-        const b = (n * 7919) % 100_000
-        const ok = await client.sum(a, b)
+        let ok: boolean
+        if (options.workload === "text") ok = await client.text(largeText)
+        else {
+          const a = n++ % 100_000
+          const b = (n * 7919) % 100_000
+          ok = await client.sum(a, b)
+        }
         if (count) {
           calls++
           if (!ok) errors++
@@ -230,7 +265,8 @@ const runClient = async (options: {
 
 const usage = `usage:
   node bench/plain/rpc.ts server [--port 0] [--host 127.0.0.1]
-  node bench/plain/rpc.ts client --connect HOST:PORT --mode sequential|pipelined [--outstanding N] [--seconds S] [--warmup S]`
+  node bench/plain/rpc.ts client --connect HOST:PORT --mode sequential|pipelined [--outstanding N] [--seconds S] [--warmup S]
+                                 [--workload sum|text]`
 
 const main = async (): Promise<void> => {
   const [role, ...rest] = process.argv.slice(2)
@@ -257,13 +293,16 @@ const main = async (): Promise<void> => {
     if (match === null) throw new Error(`--connect HOST:PORT is required\n${usage}`)
     const mode = flags.get("mode") ?? "sequential"
     if (mode !== "sequential" && mode !== "pipelined") throw new Error(`--mode must be sequential or pipelined\n${usage}`)
+    const workload = flags.get("workload") ?? "sum"
+    if (workload !== "sum" && workload !== "text") throw new Error(`--workload must be sum or text\n${usage}`)
     await runClient({
       host: match[1]!,
       port: Number(match[2]),
       mode,
       outstanding: Math.max(1, Math.floor(number("outstanding", 1))),
       seconds: number("seconds", 5),
-      warmup: number("warmup", 0)
+      warmup: number("warmup", 0),
+      workload
     })
   } else {
     throw new Error(usage)

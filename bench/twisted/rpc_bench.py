@@ -1,17 +1,20 @@
 #!/usr/bin/python3
-"""Twisted baseline for end-to-end RPC benchmarks: an AMP `Sum` server and a load-generating client.
+"""Twisted baseline for end-to-end RPC benchmarks: an AMP `Sum`/`Text` server and a load-generating client.
 
     rpc_bench.py server --port 0 [--host 127.0.0.1]
         Prints "LISTENING <port>" (flushed) once listening; serves
-        Sum(a: Integer, b: Integer) -> total: Integer until SIGTERM/SIGINT, then exits 0.
+        Sum(a: Integer, b: Integer) -> total: Integer and Text(text: Unicode) -> length: Integer until
+        SIGTERM/SIGINT, then exits 0.
 
     rpc_bench.py client --connect HOST:PORT --mode sequential|pipelined [--outstanding N] [--seconds S]
-                        [--warmup W]
+                        [--warmup W] [--workload sum|text]
         One connection. sequential: one call outstanding at a time; pipelined: keeps N (default 1) calls
         outstanding. Every answer is checked (a + b). After an uncounted warm-up of W seconds (default 0;
         20 sequential calls are always made first), calls are issued for S seconds (default 5), then the
         outstanding ones are awaited. Prints one JSON line {"calls": n, "seconds": s, "rate": r, "errors": e}
         (rate = calls / seconds, counting completed calls up to the last answer) and exits 0 if e == 0.
+        --workload sum (the default) calls Sum; --workload text calls Text with a 60 KiB ASCII text
+        (61440 bytes) and checks that every answer is 61440.
 """
 import argparse
 import json
@@ -29,10 +32,23 @@ class Sum(amp.Command):
     response = [(b"total", amp.Integer())]
 
 
+class Text(amp.Command):
+    arguments = [(b"text", amp.Unicode())]
+    response = [(b"length", amp.Integer())]
+
+
+# The Text workload's text: 61440 printable ASCII characters (the same in all three implementations).
+LARGE_TEXT = "".join(chr(32 + i % 95) for i in range(61440))
+
+
 class SumServer(amp.AMP):
     @Sum.responder
     def sum(self, a, b):
         return {"total": a + b}
+
+    @Text.responder
+    def text(self, text):
+        return {"length": len(text)}
 
 
 def stop_on_signals():
@@ -53,8 +69,9 @@ def run_server(args):
 
 
 class Load:
-    def __init__(self, proto, outstanding, seconds):
+    def __init__(self, proto, outstanding, seconds, workload="sum"):
         self.proto = proto
+        self.workload = workload
         self.outstanding = outstanding
         self.seconds = seconds
         self.calls = 0
@@ -75,20 +92,24 @@ class Load:
         return self.done
 
     def issue(self):
-        i = self.next
-        self.next += 1
-        a, b = i, 1000003 - 2 * i
         self.in_flight += 1
-        d = self.proto.callRemote(Sum, a=a, b=b)
-        d.addCallbacks(self.answered, self.failed, callbackArgs=(a + b,))
+        if self.workload == "text":
+            d = self.proto.callRemote(Text, text=LARGE_TEXT)
+            d.addCallbacks(self.answered, self.failed, callbackArgs=("length", len(LARGE_TEXT)))
+        else:
+            i = self.next
+            self.next += 1
+            a, b = i, 1000003 - 2 * i
+            d = self.proto.callRemote(Sum, a=a, b=b)
+            d.addCallbacks(self.answered, self.failed, callbackArgs=("total", a + b))
 
-    def answered(self, result, expected):
+    def answered(self, result, key, expected):
         self.in_flight -= 1
-        if result["total"] == expected:
+        if result[key] == expected:
             self.calls += 1
         else:
             self.errors += 1
-            self.first_error = self.first_error or "wrong total %r, want %r" % (result["total"], expected)
+            self.first_error = self.first_error or "wrong %s %r, want %r" % (key, result[key], expected)
         self.after()
 
     def failed(self, failure):
@@ -128,14 +149,18 @@ def run_client(args):
             proto = yield connectProtocol(TCP4ClientEndpoint(reactor, host, int(port), timeout=10), amp.AMP())
             # warm-up: a few calls so connection setup is not timed
             for i in range(20):
-                r = yield proto.callRemote(Sum, a=i, b=i)
-                assert r["total"] == 2 * i
+                if args.workload == "text":
+                    r = yield proto.callRemote(Text, text=LARGE_TEXT)
+                    assert r["length"] == len(LARGE_TEXT)
+                else:
+                    r = yield proto.callRemote(Sum, a=i, b=i)
+                    assert r["total"] == 2 * i
             if args.warmup > 0:
-                warm = Load(proto, outstanding, args.warmup)
+                warm = Load(proto, outstanding, args.warmup, args.workload)
                 yield warm.run()
                 if warm.errors:
                     raise RuntimeError("warm-up failed: %s" % warm.first_error)
-            load = Load(proto, outstanding, args.seconds)
+            load = Load(proto, outstanding, args.seconds, args.workload)
             yield load.run()
             seconds = load.end - load.start
             result.update(
@@ -175,6 +200,7 @@ def main(argv=None):
     c.add_argument("--outstanding", type=int, default=1)
     c.add_argument("--seconds", type=float, default=5.0)
     c.add_argument("--warmup", type=float, default=0.0)
+    c.add_argument("--workload", choices=["sum", "text"], default="sum")
     for p in (s, c):
         p.add_argument("--quick", action="store_true", dest="quick_", help="ignored")
     args = parser.parse_args(argv)
