@@ -229,6 +229,72 @@ export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => {
   return out
 }
 
+/** Values at least this long are referenced, not copied, by {@link encodeChunksUnsafe}. */
+const GATHER_MIN = 16 * 1024
+
+/**
+ * Serializes boxes like {@link encodeAllUnsafe}, but as a list of byte arrays whose concatenation is
+ * that encoding, for a gather write (`Socket.Writer.writeAll`, `writev`): values of 16 KiB or more are
+ * referenced, not copied, and everything between them is packed into one shared buffer. Without large
+ * values the list has one element. The referenced values must not change until the write is done.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array> => {
+  let copied = 0
+  let large = 0
+  for (let i = 0; i < boxes.length; i++) {
+    const box = boxes[i]!
+    const n = encodedLength(box)
+    if (typeof n !== "number") throw n
+    copied += n
+    for (const value of box.values()) {
+      if (value.length >= GATHER_MIN) {
+        copied -= value.length
+        large++
+      }
+    }
+  }
+  if (large === 0) return [encodeAllUnsafe(boxes)]
+  const out = allocUninitialized(copied)
+  const chunks: Array<Uint8Array> = []
+  const keys: Array<string> = []
+  const values: Array<Uint8Array> = []
+  let pos = 0
+  let start = 0
+  for (let b = 0; b < boxes.length; b++) {
+    const count = sortEntries(boxes[b]!, keys, values)
+    for (let e = 0; e < count; e++) {
+      const key = keys[e]!
+      const value = values[e]!
+      const k = key.length
+      out[pos] = 0
+      out[pos + 1] = k
+      pos += 2
+      for (let i = 0; i < k; i++) out[pos + i] = key.charCodeAt(i)
+      pos += k
+      const v = value.length
+      out[pos] = v >>> 8
+      out[pos + 1] = v & 0xff
+      pos += 2
+      if (v >= GATHER_MIN) {
+        chunks.push(new Uint8Array(out.buffer, out.byteOffset + start, pos - start), value)
+        start = pos
+      } else {
+        out.set(value, pos)
+        pos += v
+      }
+    }
+    out[pos] = 0
+    out[pos + 1] = 0
+    pos += 2
+  }
+  if (pos !== copied) throw new Error("AMP box changed while it was being encoded")
+  chunks.push(new Uint8Array(out.buffer, out.byteOffset + start, pos - start))
+  return chunks
+}
+
 /**
  * Serializes one box; throws `TooLong` / `InvalidKey`. See {@link encode}.
  *

@@ -408,6 +408,13 @@ export const make = Effect.fnUntraced(function*(
   const handle = yield* Scope.provide(Dispatcher.make(outbox, info, { ...options, valuePool }), dispatcherScope)
 
   // --- writer: batch everything queued, one socket write per batch --------------------------------
+  // large values are not copied into the batch: they go to the socket as they are (a gather write)
+  const writeBoxes = (boxes: ReadonlyArray<Box.Box>) => {
+    const chunks = Box.encodeChunksUnsafe(boxes)
+    return chunks.length === 1
+      ? phase.writer.write(chunks[0]!)
+      : phase.writer.writeAll(chunks as unknown as readonly [Uint8Array, ...Array<Uint8Array>])
+  }
   const writeLoop = Effect.gen(function*() {
     while (true) {
       const items = yield* Queue.takeAll(queue)
@@ -415,7 +422,7 @@ export const make = Effect.fnUntraced(function*(
       for (let i = 0; i < items.length; i++) {
         const item = items[i]!
         if (item instanceof Hold) {
-          if (i > start) yield* phase.writer.write(Box.encodeAllUnsafe(items.slice(start, i) as Array<Box.Box>))
+          if (i > start) yield* writeBoxes(items.slice(start, i) as Array<Box.Box>)
           Deferred.doneUnsafe(item.reached, Exit.void)
           const go = yield* Deferred.await(item.release)
           if (!go) return
@@ -423,9 +430,7 @@ export const make = Effect.fnUntraced(function*(
         }
       }
       if (start < items.length) {
-        yield* phase.writer.write(
-          Box.encodeAllUnsafe((start === 0 ? items : items.slice(start)) as Array<Box.Box>)
-        )
+        yield* writeBoxes((start === 0 ? items : items.slice(start)) as Array<Box.Box>)
       }
     }
   }).pipe(

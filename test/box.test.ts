@@ -803,3 +803,29 @@ describe("Box.ValuePool: recycled buffers for large values split across chunks",
     )
   })
 })
+
+describe("Box.encodeChunksUnsafe (gather writes)", () => {
+  it("property: the chunks concatenate to encodeAllUnsafe; values of 16 KiB or more are referenced, not copied", () => {
+    const valueArb = fc.oneof(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 16_000, max: 65535 }))
+      .chain((n) => fc.tuple(fc.constant(n), fc.integer({ min: 0, max: 255 })))
+    const boxArbLarge = fc.dictionary(fc.constantFrom("a", "b", "data", "_ask", "zz"), valueArb, { minKeys: 0, maxKeys: 4 })
+      .map((entries) =>
+        Box.make(Object.fromEntries(Object.entries(entries).map(([k, [n, seed]]) => [k, filled(n, seed)])))
+      )
+    fc.assert(
+      fc.property(fc.array(boxArbLarge, { maxLength: 6 }), (boxes) => {
+        const chunks = Box.encodeChunksUnsafe(boxes)
+        assert.deepStrictEqual(concat(chunks), Box.encodeAllUnsafe(boxes))
+        const large = boxes.flatMap((box) => Array.from(box.values()).filter((v) => v.length >= 16384))
+        for (const value of large) assert.isTrue(chunks.includes(value), "a large value is passed through")
+        assert.strictEqual(chunks.length, large.length === 0 ? 1 : 2 * large.length + 1)
+      }),
+      { numRuns: 200 }
+    )
+  })
+
+  it("fails like encodeAllUnsafe on a box that cannot be framed", () => {
+    assert.throws(() => Box.encodeChunksUnsafe([Box.make({ k: filled(20_000, 1) }), new Map([["", new Uint8Array(1)]])]))
+    assert.throws(() => Box.encodeChunksUnsafe([new Map([["k", new Uint8Array(65536)]])]))
+  })
+})
