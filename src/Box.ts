@@ -256,8 +256,13 @@ export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array>
       }
     }
   }
-  if (large === 0) return [encodeAllUnsafe(boxes)]
   const out = allocUninitialized(copied)
+  if (large === 0) {
+    let at = 0
+    for (let i = 0; i < boxes.length; i++) at = writeBox(boxes[i]!, out, at)
+    if (at !== copied) throw new Error("AMP box changed while it was being encoded")
+    return [out]
+  }
   const chunks: Array<Uint8Array> = []
   const keys: Array<string> = []
   const values: Array<Uint8Array> = []
