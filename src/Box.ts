@@ -172,23 +172,27 @@ export const encodedLength = (box: Box): number | TooLong | InvalidKey => {
   return size
 }
 
+/** Writes an entry's key-length prefix, key and value-length prefix at `pos`; returns where the value goes. */
+const writeEntryHeader = (out: Uint8Array, pos: number, key: string, valueLength: number): number => {
+  const k = key.length
+  out[pos] = 0
+  out[pos + 1] = k
+  pos += 2
+  for (let i = 0; i < k; i++) out[pos + i] = key.charCodeAt(i)
+  pos += k
+  out[pos] = valueLength >>> 8
+  out[pos + 1] = valueLength & 0xff
+  return pos + 2
+}
+
 const writeBox = (box: Box, out: Uint8Array, pos: number): number => {
   const keys: Array<string> = []
   const values: Array<Uint8Array> = []
   const count = sortEntries(box, keys, values)
   for (let e = 0; e < count; e++) {
-    const key = keys[e]!
     const value = values[e]!
-    const k = key.length
-    out[pos] = 0
-    out[pos + 1] = k
-    pos += 2
-    for (let i = 0; i < k; i++) out[pos + i] = key.charCodeAt(i)
-    pos += k
     const v = value.length
-    out[pos] = v >>> 8
-    out[pos + 1] = v & 0xff
-    pos += 2
+    pos = writeEntryHeader(out, pos, keys[e]!, v)
     if (v <= 16) for (let i = 0; i < v; i++) out[pos + i] = value[i]!
     else out.set(value, pos)
     pos += v
@@ -271,18 +275,9 @@ export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array>
   for (let b = 0; b < boxes.length; b++) {
     const count = sortEntries(boxes[b]!, keys, values)
     for (let e = 0; e < count; e++) {
-      const key = keys[e]!
       const value = values[e]!
-      const k = key.length
-      out[pos] = 0
-      out[pos + 1] = k
-      pos += 2
-      for (let i = 0; i < k; i++) out[pos + i] = key.charCodeAt(i)
-      pos += k
       const v = value.length
-      out[pos] = v >>> 8
-      out[pos + 1] = v & 0xff
-      pos += 2
+      pos = writeEntryHeader(out, pos, keys[e]!, v)
       if (v >= GATHER_MIN) {
         chunks.push(new Uint8Array(out.buffer, out.byteOffset + start, pos - start), value)
         start = pos
@@ -394,8 +389,15 @@ export interface ValuePool {
   readonly take: (length: number) => Uint8Array
 }
 
-/** Values below this size that span chunks get a fresh exact-size array (cheap at this size). */
-const POOLED_MIN = 4096
+/**
+ * The smallest value a decoder takes from a {@link ValuePool}; smaller values that span chunks get a
+ * fresh exact-size array (cheap at this size), and releasing them is a no-op.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const POOLED_MIN_LENGTH = 4096
+const POOLED_MIN = POOLED_MIN_LENGTH
 
 /**
  * Creates a {@link ValuePool}. Buffers come in five size classes (4, 8, 16, 32 and 64 KiB, a value gets

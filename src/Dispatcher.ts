@@ -24,7 +24,7 @@ import {
   type UnhandledCommand,
   type UnknownRemoteError
 } from "./AmpError.ts"
-import type { Box, InvalidKey, TooLong, ValuePool } from "./Box.ts"
+import { type Box, type InvalidKey, POOLED_MIN_LENGTH, type TooLong, type ValuePool } from "./Box.ts"
 import type { FieldsCodec } from "./internal/argument.ts"
 import * as Command from "./Command.ts"
 import { ConnectionInfo } from "./ConnectionInfo.ts"
@@ -235,7 +235,7 @@ export const make = Effect.fnUntraced(function*(
     const keys = fields.recyclable
     for (let i = 0; i < keys.length; i++) {
       const value = box.get(keys[i]!)
-      if (value !== undefined && value.length >= 4096) valuePool.release(value)
+      if (value !== undefined && value.length >= POOLED_MIN_LENGTH) valuePool.release(value)
     }
   }
   const outstanding = yield* Ref.make(new Map<string, Deferred.Deferred<Box, ConnectionLost>>())
