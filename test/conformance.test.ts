@@ -6,7 +6,7 @@
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { check, checkNames } from "../src/cli/conformance/client.ts"
+import { check, checkNames } from "../src/conformance/client.ts"
 import { makeTestCerts, type TestCerts } from "./support/certs.ts"
 import {
   assertAllPassed,
@@ -18,8 +18,8 @@ import {
   startServer
 } from "./support/process.ts"
 
-const serverMain = "src/cli/conformance/server-main.ts"
-const clientMain = "src/cli/conformance/client-main.ts"
+const serverMain = ["bin/amp.ts", "serve"]
+const clientMain = ["bin/amp.ts", "check"]
 
 let certs: TestCerts
 let plain: Server
@@ -27,16 +27,16 @@ let tls: Server
 let strict: Server
 
 const client = (server: Server, extra: ReadonlyArray<string> = []) =>
-  run(node, [clientMain, "--connect", `127.0.0.1:${server.port}`, ...extra], { timeoutMillis: 40_000 })
+  run(node, [...clientMain, "--connect", `127.0.0.1:${server.port}`, ...extra], { timeoutMillis: 40_000 })
 
 describe("conformance: our client against our server", () => {
   beforeAll(async () => {
     certs = makeTestCerts()
     const tlsArgs = ["--tls-cert", certs.serverCert, "--tls-key", certs.serverKey, "--tls-ca", certs.ca]
     ;[plain, tls, strict] = await Promise.all([
-      startServer(node, [serverMain, "--port", "0"]),
-      startServer(node, [serverMain, "--port", "0", ...tlsArgs]),
-      startServer(node, [serverMain, "--port", "0", ...tlsArgs, "--require-client-cert"])
+      startServer(node, [...serverMain, "--port", "0"]),
+      startServer(node, [...serverMain, "--port", "0", ...tlsArgs]),
+      startServer(node, [...serverMain, "--port", "0", ...tlsArgs, "--require-client-cert"])
     ])
   }, 40_000)
 
@@ -93,7 +93,7 @@ describe("conformance: our client against our server", () => {
   }, 45_000)
 
   it("the server exits 0 on SIGTERM", async () => {
-    const server = await startServer(node, [serverMain, "--port", "0"])
+    const server = await startServer(node, [...serverMain, "--port", "0"])
     const exit = await server.stop()
     assert.deepStrictEqual(exit, { code: 0, signal: null })
   }, 30_000)

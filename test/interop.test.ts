@@ -7,14 +7,14 @@
  */
 import { afterAll, assert, beforeAll, it } from "@effect/vitest"
 import * as Path from "node:path"
-import { checkNames } from "../src/cli/conformance/client.ts"
+import { checkNames } from "../src/conformance/client.ts"
 import { makeTestCerts, type TestCerts } from "./support/certs.ts"
 import { assertAllPassed, killRemaining, node, run, type RunResult, type Server, startServer } from "./support/process.ts"
 import { describeTwisted, python, twistedDir } from "./support/twisted.ts"
 
 const peer = Path.join(twistedDir, "peer.py")
-const serverMain = "src/cli/conformance/server-main.ts"
-const clientMain = "src/cli/conformance/client-main.ts"
+const serverMain = ["bin/amp.ts", "serve"]
+const clientMain = ["bin/amp.ts", "check"]
 
 /** peer.py's check names, from `peer.py client --list` (the same names as ours). */
 let twistedChecks: ReadonlyArray<string> = []
@@ -30,7 +30,7 @@ const servers: Record<"ours" | "oursStrict" | "twisted" | "twistedStrict", Serve
 const twistedClient = (server: Server, extra: ReadonlyArray<string> = []): Promise<RunResult> =>
   run(python, [peer, "client", "--connect", `127.0.0.1:${server.port}`, ...extra], { timeoutMillis: 40_000 })
 const ourClient = (server: Server, extra: ReadonlyArray<string> = []): Promise<RunResult> =>
-  run(node, [clientMain, "--connect", `127.0.0.1:${server.port}`, ...extra], { timeoutMillis: 40_000 })
+  run(node, [...clientMain, "--connect", `127.0.0.1:${server.port}`, ...extra], { timeoutMillis: 40_000 })
 
 const clientCertArgs = () => ["--tls-cert", certs.clientCert, "--tls-key", certs.clientKey]
 
@@ -40,8 +40,8 @@ describeTwisted("interop with Twisted's conformance peer", () => {
     const tls = ["--tls-cert", certs.serverCert, "--tls-key", certs.serverKey, "--tls-ca", certs.ca]
     const [list, ours, oursStrict, twisted, twistedStrict] = await Promise.all([
       run(python, [peer, "client", "--list"], { timeoutMillis: 20_000 }),
-      startServer(node, [serverMain, "--port", "0", ...tls]),
-      startServer(node, [serverMain, "--port", "0", ...tls, "--require-client-cert"]),
+      startServer(node, [...serverMain, "--port", "0", ...tls]),
+      startServer(node, [...serverMain, "--port", "0", ...tls, "--require-client-cert"]),
       startServer(python, [peer, "server", "--port", "0", ...tls]),
       startServer(python, [peer, "server", "--port", "0", ...tls, "--require-client-cert"])
     ])

@@ -175,7 +175,7 @@ const serveCommand = Command.make(
     signalExitCode = 0
     stopWithParent()
     // loaded on demand: `amp call` and `amp decode` do not need the conformance command set
-    const Conformance = yield* Effect.promise(() => import("./conformance/server.ts"))
+    const Conformance = yield* Effect.promise(() => import("../conformance/server.ts"))
     yield* Conformance.serve({
       port: flags.port,
       host: flags.host,
@@ -219,7 +219,7 @@ const checkCommand = Command.make(
   Effect.fn(function*(flags) {
     const { host, port } = yield* parsing(() => parseHostPort(flags.connect))
     const only = Option.getOrUndefined(flags.only)
-    const Conformance = yield* Effect.promise(() => import("./conformance/client.ts"))
+    const Conformance = yield* Effect.promise(() => import("../conformance/client.ts"))
     const result = yield* Conformance.check({
       host,
       port,

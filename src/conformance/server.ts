@@ -11,19 +11,19 @@ import type * as Runtime from "effect/Runtime"
 import * as Socket from "effect/socket/Socket"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
-import * as Command from "../../Command.ts"
-import * as ConnectionInfoModule from "../../ConnectionInfo.ts"
-import * as Dispatcher from "../../Dispatcher.ts"
-import * as ProtocolSwitch from "../../ProtocolSwitch.ts"
-import * as Responders from "../../Responders.ts"
-import * as Server from "../../Server.ts"
-import type { TlsOptions } from "../../StartTLS.ts"
+import * as Command from "../Command.ts"
+import * as ConnectionInfoModule from "../ConnectionInfo.ts"
+import * as Dispatcher from "../Dispatcher.ts"
+import * as ProtocolSwitch from "../ProtocolSwitch.ts"
+import * as Responders from "../Responders.ts"
+import * as Server from "../Server.ts"
+import type { TlsOptions } from "../StartTLS.ts"
 import * as C from "./commands.ts"
 import { compareSamples, samples } from "./samples.ts"
 
 /** `effect-amp <version>`, the `implementation` of `ConnectionInfo`. @since 0.1.0 @category constants */
 export const IMPLEMENTATION: string = `effect-amp ${
-  (createRequire(import.meta.url)("../../../package.json") as { version: string }).version
+  (createRequire(import.meta.url)("../../package.json") as { version: string }).version
 }`
 
 // --- per-process notification store ------------------------------------------------------------------

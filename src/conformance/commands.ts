@@ -5,9 +5,9 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
-import * as Argument from "../../Argument.ts"
-import * as Command from "../../Command.ts"
-import * as ProtocolSwitch from "../../ProtocolSwitch.ts"
+import * as Argument from "../Argument.ts"
+import * as Command from "../Command.ts"
+import * as ProtocolSwitch from "../ProtocolSwitch.ts"
 
 // --- declared errors ---------------------------------------------------------------------------------
 

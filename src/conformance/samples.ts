@@ -6,10 +6,10 @@
  *
  * @since 0.1.0
  */
-import * as DateTime from "../../DateTime.ts"
-import * as Decimal from "../../Decimal.ts"
+import * as DateTime from "../DateTime.ts"
+import * as Decimal from "../Decimal.ts"
 import type * as C from "./commands.ts"
-import { concatBytes } from "../../internal/bytes.ts"
+import { concatBytes } from "../internal/bytes.ts"
 
 /** The type of the sample set (the `GetSamples` response). @since 0.1.0 @category models */
 export type Samples = (typeof C.GetSamples)["responseSchema"]["Type"]
