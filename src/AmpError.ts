@@ -107,3 +107,34 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()("Protocol
     return `AMP protocol error: ${this.reason}`
   }
 }
+
+/**
+ * Why a connection ended (what `Connection.ended` completes with).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionEnded extends Schema.TaggedError<ConnectionEnded>()("ConnectionEnded", {
+  /** Human-readable reason: "closed by peer", "closed locally", "protocol error: …". */
+  reason: Schema.String,
+  /** Whether we ended it (a local close, a fatal error we sent, a protocol violation by the peer). */
+  local: Schema.Boolean,
+  /** The typed error or `Cause` behind it, when there is one (ProtocolError, FramingError, TlsError, SocketError, a defect). */
+  cause: Schema.optional(Schema.Unknown)
+}) {
+  override get message(): string {
+    return `AMP connection ended: ${this.reason}`
+  }
+}
+
+/**
+ * The connection was closed because the peer was silent for too long (`firstBoxTimeout`, `idleTimeout`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", { reason: Schema.String }) {
+  override get message(): string {
+    return `AMP connection timed out: ${this.reason}`
+  }
+}

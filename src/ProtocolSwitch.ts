@@ -14,10 +14,16 @@
  *
  * @since 0.1.0
  */
-import type { Effect } from "effect"
+import { Deferred, Effect } from "effect"
 import type * as Socket from "effect/socket/Socket"
+import { ArgumentError, ConnectionEnded, ConnectionLost, ProtocolSwitched } from "./AmpError.ts"
+import type { Box } from "./Box.ts"
 import * as Command from "./Command.ts"
 import type { Snapshot } from "./ConnectionInfo.ts"
+import type { CallError } from "./Dispatcher.ts"
+import { type Core, emptyAnswer, errorCodeOf, errorDescriptionOf, type Step } from "./internal/core.ts"
+import { Hold, type Inner, type Transition } from "./internal/dispatcher.ts"
+import { wrapDuplex } from "./internal/node.ts"
 import type { SwitchHandler } from "./Responders.ts"
 
 /**
@@ -98,3 +104,141 @@ export const handle = <C extends Command.Any, R = never, E = never, RI = never>(
   command: C,
   handle: (args: Command.Arguments<C>) => Effect.Effect<InnerProtocol<E, RI>, Command.Error<C>, R>
 ): SwitchHandler<C, R | RI> => ({ _tag: "SwitchHandler", command, handle: handle as SwitchHandler<C, R | RI>["handle"] })
+
+// --- mechanics (used by Connection) ------------------------------------------------------------------
+
+const SWITCHED = "This connection has switched: no AMP traffic allowed."
+
+/** Our switch request in flight: its hold, and the socket handed over once the answer arrived. */
+interface SwitchTransition extends Transition {
+  readonly _tag: "Switch"
+  readonly switched: Deferred.Deferred<SwitchedSocket>
+}
+
+/**
+ * Hands the transport over: waits until everything before `hold` is written, releases AMP's phase, and
+ * wraps the raw stream (with the bytes read but not parsed pushed back) as the next protocol's socket.
+ */
+const takeOver = (core: Core, hold: Hold, leftover: Uint8Array) =>
+  Effect.gen(function*() {
+    const stream = yield* core.leavePhase(hold, leftover)
+    core.state.to({ _tag: "Switched", tls: core.state.tls })
+    yield* core.engine.markSwitched
+    yield* Deferred.succeed(hold.release, false)
+    // the connection ends when the switched stream closes
+    stream.once("close", () => {
+      Effect.runSync(core.requestEnd("abort", new ConnectionEnded({ reason: "switched protocol closed", local: false })))
+    })
+    return { socket: yield* wrapDuplex(stream), info: core.info } satisfies SwitchedSocket
+  })
+
+/**
+ * The responder side, run by the reader once a switch handler accepted: answer, then run the inner
+ * protocol over the socket (in the connection's scope); the connection ends when it completes.
+ * @internal
+ */
+export const respond = (
+  core: Core,
+  step: { readonly ask: Uint8Array | undefined; readonly name: string; readonly inner: Inner },
+  leftover: () => Uint8Array
+): Effect.Effect<Step> =>
+  Effect.gen(function*() {
+    if (core.raw === undefined) {
+      const reason = "this transport cannot switch protocols"
+      yield* core.engine.finish(step.ask, step.name, { _tag: "Error", code: Command.UNKNOWN_ERROR_CODE, description: reason, fatal: false })
+      return "continue" as const
+    }
+    core.state.to({ _tag: "SwitchPending", tls: core.state.tls })
+    const hold = new Hold("switch")
+    yield* step.ask !== undefined ? core.writer.offer(emptyAnswer(step.ask), hold) : core.writer.offerHold(hold)
+    const io = yield* takeOver(core, hold, leftover())
+    yield* Effect.forkIn(
+      Effect.provideContext(step.inner(io) as Effect.Effect<void, unknown>, core.engine.handlerContext).pipe(
+        Effect.exit,
+        Effect.flatMap((exit) =>
+          Effect.andThen(
+            exit._tag === "Failure"
+              ? Effect.logError(`AMP: the protocol switched to by ${step.name} failed`, exit.cause)
+              : Effect.void,
+            core.requestEnd(
+              "abort",
+              new ConnectionEnded({
+                reason: exit._tag === "Success" ? "switched protocol finished" : "switched protocol failed",
+                local: true,
+                cause: exit._tag === "Failure" ? exit.cause : undefined
+              })
+            )
+          )
+        )
+      ),
+      core.scope
+    )
+    return "stop" as const
+  })
+
+/**
+ * The initiator side, run by the reader when the answer to our switch arrives: on success the socket is
+ * handed over; on an error answer AMP is unlocked (as in Twisted) and goes on.
+ * @internal
+ */
+export const answered = (
+  core: Core,
+  transition: Transition,
+  answer: Box,
+  deliver: Effect.Effect<void>,
+  leftover: () => Uint8Array
+): Effect.Effect<Step> => {
+  const t = transition as SwitchTransition
+  if (answer.has(Command.ERROR)) {
+    core.state.to(core.state.tls ? { _tag: "Tls", confirmed: true } : { _tag: "Plain" })
+    return Effect.andThen(Effect.andThen(Deferred.succeed(t.hold.release, true), deliver), Effect.succeed("continue" as const))
+  }
+  return Effect.gen(function*() {
+    yield* deliver
+    yield* Deferred.succeed(t.switched, yield* takeOver(core, t.hold, leftover()))
+    return "stop" as const
+  })
+}
+
+/**
+ * Sends a switch command; AMP is locked from the moment it is queued. On success returns the socket.
+ * @internal
+ */
+export const initiate = <C extends Command.Any>(
+  core: Core,
+  command: C,
+  args: Command.Arguments<C>
+): Effect.Effect<SwitchedSocket, Command.Error<C> | CallError> =>
+  Effect.suspend((): Effect.Effect<SwitchedSocket, Command.Error<C> | CallError> => {
+    if (core.state.locked) return Effect.fail(new ProtocolSwitched({ reason: SWITCHED }))
+    if (core.raw === undefined) {
+      return Effect.fail(new ArgumentError({ command: command.name, side: "arguments", key: "", reason: "this transport cannot switch protocols" }))
+    }
+    let box: Map<string, Uint8Array>
+    try {
+      box = Command.encodeArgumentsUnsafe(command, args as Record<string, unknown>)
+    } catch (e) {
+      return Effect.fail(e as ArgumentError)
+    }
+    const transition: SwitchTransition = { _tag: "Switch", hold: new Hold("switch"), answered: false, switched: Deferred.makeUnsafe() }
+    const awaitSocket: Effect.Effect<SwitchedSocket, ConnectionLost> = Deferred.await(transition.switched).pipe(
+      Effect.raceFirst(
+        Effect.flatMap(Deferred.await(core.ended), (end) => Effect.fail(new ConnectionLost({ reason: end.reason })))
+      )
+    )
+    return core.engine.request(box, transition).pipe(
+      // Interrupted before the answer: the peer may still switch, and AMP is locked; close.
+      Effect.onInterrupt(() =>
+        transition.answered ? Effect.void : core.requestEnd(
+          "abort",
+          new ConnectionEnded({ reason: `${command.name} was interrupted before its answer`, local: true })
+        )
+      ),
+      Effect.flatMap((answer): Effect.Effect<SwitchedSocket, Command.Error<C> | CallError> =>
+        answer.has(Command.ERROR)
+          ? Effect.fail(Command.errorFromWire(command, errorCodeOf(answer), errorDescriptionOf(answer)))
+          // the answer is delivered just before the socket is handed over: wait for it
+          : awaitSocket
+      )
+    )
+  })

@@ -41,8 +41,49 @@ import type { Dispatcher } from "./Dispatcher.ts"
 export interface Handler<C extends Command.Any, R> {
   readonly _tag: "Handler"
   readonly command: C
-  readonly handle: (args: Command.Arguments<C>) => Effect.Effect<Command.Response<C>, Command.Error<C>, R>
+  readonly handle: (
+    args: Command.Arguments<C>
+  ) => Effect.Effect<Command.Response<C> | Quit<Command.Response<C>>, Command.Error<C>, R>
 }
+
+const QuitTypeId = "~effect-amp/Responders/Quit"
+
+/**
+ * A response to send, after which the connection is closed (once everything queued is written): what
+ * Twisted's `QuitBox` does. Build it with {@link quit}.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Quit<A> {
+  readonly [QuitTypeId]: typeof QuitTypeId
+  readonly response: A
+}
+
+/**
+ * Answers with `response`, then closes the connection (Twisted's `QuitBox`): for a "goodbye" command.
+ *
+ * @example
+ * ```ts
+ * import { Command, Responders } from "effect-amp"
+ * import { Effect } from "effect"
+ *
+ * const Quit = Command.make("Quit")
+ * const handler = Responders.handle(Quit, () => Effect.succeed(Responders.quit({})))
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const quit = <A>(response: A): Quit<A> => ({ [QuitTypeId]: QuitTypeId, response })
+
+/**
+ * Whether a handler's result is a {@link Quit}.
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isQuit = (u: unknown): u is Quit<unknown> => typeof u === "object" && u !== null && QuitTypeId in u
 
 /**
  * An error a raw handler may fail with to send a specific error box.
@@ -104,7 +145,7 @@ export type Any = Handler<any, any> | RawHandler<any> | SwitchHandler<any, any>
  */
 export const handle = <C extends Command.Any, R = never>(
   command: C,
-  handle: (args: Command.Arguments<C>) => Effect.Effect<Command.Response<C>, Command.Error<C>, R>
+  handle: (args: Command.Arguments<C>) => Effect.Effect<Command.Response<C> | Quit<Command.Response<C>>, Command.Error<C>, R>
 ): Handler<C, R> => ({ _tag: "Handler", command, handle })
 
 /**
@@ -178,19 +219,3 @@ export const empty: Layer.Layer<Responders> = Layer.succeed(Responders, {
   handlers: new Map(),
   context: Context.empty() as Context.Context<never>
 })
-
-/**
- * Combines responders; on a name collision the later one wins.
- *
- * @since 0.1.0
- * @category combinators
- */
-export const merge = (...all: ReadonlyArray<Responders["Service"]>): Responders["Service"] => {
-  const handlers = new Map<string, Any>()
-  let context = Context.empty() as Context.Context<never>
-  for (const r of all) {
-    for (const [k, v] of r.handlers) handlers.set(k, v)
-    context = Context.merge(context, r.context)
-  }
-  return { handlers, context }
-}

@@ -267,9 +267,9 @@ describe("responder side: framing and backpressure", () => {
       assert.strictEqual(text(boxes[0]!.get("total")), "3")
     }), 10_000)
 
-  it.live("backpressure: with maxConcurrentHandlers 2 and slow handlers the server stops reading", () =>
+  it.live("backpressure: 2 handlers busy and a full 1 MiB command queue: the server stops reading", () =>
     Effect.gen(function*() {
-      const { observed, peer } = yield* serverAndRawClient({ maxConcurrentHandlers: 2 })
+      const { observed, peer } = yield* serverAndRawClient({ maxConcurrentHandlers: 2, maxQueuedCommandBytes: 1024 * 1024 })
       // 300 slow commands padded to ~60 KiB each: ~18 MB, far more than the socket buffers hold
       const pad = "p".repeat(60_000)
       const total = 300

@@ -219,7 +219,7 @@ describe("heavy traffic", () => {
 describe("a peer that never reads", () => {
   it.live("the server stops reading instead of buffering answers; nothing is lost once the peer reads", () =>
     Effect.gen(function*() {
-      const { check, healthy, server } = yield* liveServer({ maxConcurrentHandlers: 4, maxQueuedBoxes: 8 })
+      const { check, healthy, server } = yield* liveServer({ maxConcurrentHandlers: 4, maxQueuedBoxes: 8, maxQueuedCommandBytes: 1024 * 1024 })
       const peer = yield* rawConnectTo(server)
       peer.socket.pause() // we read nothing: the answers (60 KiB each) pile up on the server's side
       const count = 400
@@ -372,8 +372,8 @@ describe("random interruptions", () => {
           const pair = yield* tcp.connect({
             server: serverHandlers(observed),
             client: clientHandlers,
-            serverOptions: { closeTimeoutMillis: 200 },
-            clientOptions: { closeTimeoutMillis: 200 }
+            serverOptions: { closeTimeout: 200 },
+            clientOptions: { closeTimeout: 200 }
           })
           const amp = pair.client.dispatcher
           const fibers = yield* Effect.forEach(calls, ({ interruptAfter, ms }) =>

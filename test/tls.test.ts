@@ -344,20 +344,20 @@ describe("rejections and failures", () => {
       assert.isTrue((yield* client.dispatcher.callRemote(WhoAmI, {})).tls)
     }), 15_000)
 
-  it.live("StartTLS to a server without TLS config: TLS_UNAVAILABLE, the connection stays usable", () =>
+  it.live("StartTLS to a server without TLS config: TLS_ERROR (as Twisted), the connection stays usable", () =>
     Effect.gen(function*() {
       const observed = yield* makeObserved
       const pair = yield* tcp.connect({ server: serverHandlers(observed) })
       const error = yield* Effect.flip(pair.client.startTLS(clientTls()))
       assert.strictEqual(error._tag, "UnknownRemoteError")
-      assert.strictEqual((error as { code: string }).code, "TLS_UNAVAILABLE")
+      assert.strictEqual((error as { code: string }).code, "TLS_ERROR")
       assert.isFalse(yield* endedWithin(pair.client, 20))
       assert.deepStrictEqual(yield* pair.client.dispatcher.callRemote(WhoAmI, {}), { tls: false })
       assert.strictEqual((yield* pair.client.dispatcher.callRemote(Sum, { a: 1n, b: 2n })).total, 3n)
       assert.isFalse((yield* pair.client.info.get).tls)
     }), 15_000)
 
-  it.live("the TLS_UNAVAILABLE answer on the wire (cf. test_messageReceivedError)", () =>
+  it.live("the TLS_ERROR answer on the wire, byte for byte as Twisted (test_messageReceivedError)", () =>
     Effect.gen(function*() {
       const observed = yield* makeObserved
       const { peer } = yield* rawToServer(serverHandlers(observed))
@@ -365,7 +365,13 @@ describe("rejections and failures", () => {
       const [box] = yield* peer.waitForBoxes((boxes) => boxes.length === 1)
       assert.deepStrictEqual([...box!.keys()].sort(), ["_error", "_error_code", "_error_description"])
       assert.strictEqual(text(box!.get("_error")), "1")
-      assert.strictEqual(text(box!.get("_error_code")), "TLS_UNAVAILABLE")
+      assert.strictEqual(text(box!.get("_error_code")), "TLS_ERROR")
+      assert.strictEqual(text(box!.get("_error_description")), "TLS not available")
+      // Twisted's exact bytes for this answer
+      assert.deepStrictEqual(
+        Buffer.from(Box.encodeUnsafe(box!)).toString("latin1"),
+        "\x00\x06_error\x00\x011\x00\x0b_error_code\x00\tTLS_ERROR\x00\x12_error_description\x00\x11TLS not available\x00\x00"
+      )
     }), 15_000)
 })
 

@@ -187,6 +187,15 @@ export const handlers = [
  */
 export const layer: Layer.Layer<Responders.Responders> = Responders.layer(...handlers)
 
+/**
+ * The conformance server without TLS material answers `StartTLS` with `TLS_UNAVAILABLE` (the service's
+ * own code; the library's default answer is Twisted's `TLS_ERROR`).
+ */
+const layerWithoutTls: Layer.Layer<Responders.Responders> = Responders.layer(
+  ...handlers,
+  Responders.raw("StartTLS", () => Effect.fail({ code: "TLS_UNAVAILABLE", description: "TLS is not configured on this server" }))
+)
+
 // --- serve -------------------------------------------------------------------------------------------
 
 /**
@@ -252,11 +261,13 @@ export const serverTls = (options: Omit<ServeOptions, "port" | "host">): Effect.
 export const serve = (options: ServeOptions): Effect.Effect<never, ServeConfigError | Server.ServeError> =>
   Effect.gen(function*() {
     const tls = yield* serverTls(options)
-    const server = yield* Server.make({ port: options.port, host: options.host, ...(tls !== undefined ? { tls } : {}) })
+    const server = yield* Server.make({ port: options.port, host: options.host, ...(tls !== undefined ? { tls } : {}) }).pipe(
+      Effect.provide(tls !== undefined ? layer : layerWithoutTls)
+    )
     const port = server.address._tag === "Tcp" ? server.address.port : 0
     yield* Effect.sync(() => process.stdout.write(`LISTENING ${port}\n`))
     return yield* Effect.never
-  }).pipe(Effect.scoped, Effect.provide(layer))
+  }).pipe(Effect.scoped)
 
 /**
  * A `runMain` teardown for {@link serve}: being interrupted (SIGTERM/SIGINT) is the normal end, exit 0.

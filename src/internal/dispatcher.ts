@@ -1,0 +1,541 @@
+/**
+ * The dispatcher's engine (Twisted's `BoxDispatcher`): outgoing calls and their outstanding `Deferred`s,
+ * and every incoming box. It knows nothing of sockets: it sends through an {@link Outbox} and is fed
+ * boxes by the reader. What an incoming box asks of the connection beyond an answer (StartTLS, a
+ * protocol switch, the answer to our own StartTLS or switch) comes back as a {@link Step}.
+ *
+ * Flow control: answers and error answers to our calls complete their callers at once, whatever the
+ * handlers are doing. Incoming commands run in fibers, at most `maxConcurrentHandlers` at a time; the
+ * others wait in a FIFO queue bounded by count and bytes, and only a full queue makes `receive` wait
+ * (the reader then stops reading: TCP backpressure). So a peer that calls us while we call it back
+ * (the call-back pattern) never deadlocks below those bounds.
+ * @internal
+ */
+import { Cause, Context, Deferred, Effect, Exit, FiberSet, Ref, Scope, Semaphore } from "effect"
+import { ConnectionLost, ProtocolError, ProtocolSwitched, type UnknownRemoteError } from "../AmpError.ts"
+import { type Box, type InvalidKey, POOLED_MIN_LENGTH, type TooLong } from "../Box.ts"
+import * as Command from "../Command.ts"
+import { ConnectionInfo } from "../ConnectionInfo.ts"
+import {
+  type CallError,
+  DEFAULT_MAX_CONCURRENT_HANDLERS,
+  DEFAULT_MAX_QUEUED_COMMAND_BYTES,
+  DEFAULT_MAX_QUEUED_COMMANDS,
+  Dispatcher,
+  type Options
+} from "../Dispatcher.ts"
+import type * as Socket from "effect/socket/Socket"
+import type { Snapshot } from "../ConnectionInfo.ts"
+import { isQuit, Responders } from "../Responders.ts"
+import type { FieldsCodec } from "./argument.ts"
+import { fromLatin1, latin1, pyBytesRepr } from "./bytes.ts"
+import { fromCause, type Outcome, unknown } from "./outcome.ts"
+
+/** How the dispatcher sends: implemented by the connection. */
+export interface Outbox {
+  /**
+   * Queues a box (then `hold`, if given: the writer stops after the box until the hold is released).
+   * Fails, queueing nothing, if the box cannot be framed or AMP traffic is over. May wait when full.
+   */
+  readonly send: (box: Box, hold?: Hold) => Effect.Effect<void, TooLong | InvalidKey | ConnectionLost | ProtocolSwitched>
+  /** Ends the connection; `graceful`: what is queued is written first (Twisted's `loseConnection`). */
+  readonly close: (reason: string, graceful: boolean, cause?: unknown) => Effect.Effect<void>
+}
+
+/** A marker in the send queue: the writer stops there until released (StartTLS and switches). */
+export class Hold {
+  /** Completed when everything queued before the hold has been written. */
+  readonly reached = Deferred.makeUnsafe<void>()
+  /** `true`: write on (in the next phase); `false`: stop writing for good. */
+  readonly release = Deferred.makeUnsafe<boolean>()
+  /** A switch's hold also locks AMP when it is queued. */
+  readonly kind: "tls" | "switch"
+  constructor(kind: "tls" | "switch") {
+    this.kind = kind
+  }
+}
+
+/** What our own StartTLS or switch request does when its answer arrives (see `Step.Answered`). */
+export interface Transition {
+  readonly _tag: "StartTls" | "Switch"
+  /** Queued right after the request: the writer stops there until the transition is done. */
+  readonly hold: Hold
+  /** Set when the answer has arrived (an interruption after it does not leave the state unknown). */
+  answered: boolean
+}
+
+/**
+ * What the reader must do after a box, besides going on with the next one.
+ * - `StartTls`: the peer asked for TLS; answer (if `ask`) and start the handshake before reading on.
+ * - `Switch`: a switch responder accepted; answer and hand the socket to `inner`.
+ * - `Answered`: the answer to our own StartTLS/switch: run the transition, then `deliver` it.
+ */
+export type Step =
+  | { readonly _tag: "StartTls"; readonly ask: Uint8Array | undefined }
+  | { readonly _tag: "Switch"; readonly ask: Uint8Array | undefined; readonly name: string; readonly inner: Inner }
+  | { readonly _tag: "Answered"; readonly transition: Transition; readonly answer: Box; readonly deliver: Effect.Effect<void> }
+
+/** The protocol a switch responder returned, to run over the socket after the answer. */
+export type Inner = (io: { readonly socket: Socket.Socket; readonly info: Snapshot }) => Effect.Effect<void, unknown, unknown>
+
+/** The connection-facing side of a dispatcher. */
+export interface Engine {
+  readonly service: Dispatcher["Service"]
+  /** Handles one incoming box; waits only while the command queue is full. */
+  readonly receive: (box: Box) => Effect.Effect<Step | undefined, ProtocolError>
+  /** Fails every outstanding call with `ConnectionLost(reason)`; later calls fail at once. */
+  readonly failAll: (reason: string) => Effect.Effect<void>
+  /** After a protocol switch: outstanding and later calls fail with `ProtocolSwitched`. */
+  readonly markSwitched: Effect.Effect<void>
+  /** Waits until no command is running or queued. */
+  readonly awaitIdle: Effect.Effect<void>
+  /** Sends a request that drives a transition; its answer comes back from `receive` as `Answered`. */
+  readonly request: (box: Map<string, Uint8Array>, transition: Transition) => Effect.Effect<Box, CallError>
+  /** Sends the outcome for a request with tag `ask` (or none), closing when the outcome says so. */
+  readonly finish: (ask: Uint8Array | undefined, name: string, outcome: Outcome) => Effect.Effect<void>
+  /** The services handlers run with: the responders' plus `Dispatcher` and `ConnectionInfo`. */
+  readonly handlerContext: Context.Context<never>
+  /** Commands waiting for a handler slot (for metrics and tests). */
+  readonly queued: () => number
+}
+
+interface Pending {
+  readonly deferred: Deferred.Deferred<Box, ConnectionLost | ProtocolSwitched>
+  readonly transition: Transition | undefined
+}
+
+/** A command accepted but waiting for a handler slot. */
+interface Waiting {
+  readonly run: Effect.Effect<void>
+  readonly bytes: number
+}
+
+/** How many abandoned calls' tags are remembered (their late answers are ignored, not a protocol error). */
+const MAX_ABANDONED = 65_536
+
+const SWITCHED = "This connection has switched: no AMP traffic allowed."
+
+/** Creates the engine; handler fibers live in the current scope (closing it interrupts them). */
+export const make = Effect.fnUntraced(function*(
+  outbox: Outbox,
+  info: ConnectionInfo["Service"],
+  options?: Options
+) {
+  const responders = yield* Responders
+  const valuePool = options?.valuePool
+  const maxHandlers = options?.maxConcurrentHandlers ?? DEFAULT_MAX_CONCURRENT_HANDLERS
+  const maxQueued = options?.maxQueuedCommands ?? DEFAULT_MAX_QUEUED_COMMANDS
+  const maxQueuedBytes = options?.maxQueuedCommandBytes ?? DEFAULT_MAX_QUEUED_COMMAND_BYTES
+
+  // Outstanding calls by tag. The map is only read and changed through this Ref (Ref.modify/update).
+  const outstanding = yield* Ref.make(new Map<string, Pending>())
+  const take = (tag: string) =>
+    Ref.modify(outstanding, (calls): readonly [Pending | undefined, Map<string, Pending>] => {
+      const found = calls.get(tag)
+      if (found !== undefined) calls.delete(tag)
+      return [found, calls]
+    })
+  const failEvery = (error: ConnectionLost | ProtocolSwitched) =>
+    Ref.modify(outstanding, (calls) => [[...calls.values()], new Map<string, Pending>()] as const).pipe(
+      Effect.flatMap((all) => Effect.sync(() => all.forEach((p) => Deferred.doneUnsafe(p.deferred, Exit.fail(error)))))
+    )
+
+  let over: ConnectionLost | ProtocolSwitched | undefined
+  let counter = 0
+  const nextTag = (): string => (++counter).toString(16)
+  const callSlots = options?.maxOutstandingCalls !== undefined ? yield* Semaphore.make(options.maxOutstandingCalls) : undefined
+  // tags of calls abandoned by their caller whose answer has not arrived yet (oldest first, bounded)
+  const abandoned = new Set<string>()
+  const abandon = (tag: string) => {
+    abandoned.add(tag)
+    if (abandoned.size > MAX_ABANDONED) abandoned.delete(abandoned.values().next().value!)
+  }
+
+  /** Hands back the buffers of the values `fields` decoded into values that keep no view of them. */
+  const recycle = (fields: FieldsCodec, box: Box): void => {
+    if (valuePool === undefined) return
+    const keys = fields.recyclable
+    for (let i = 0; i < keys.length; i++) {
+      const value = box.get(keys[i]!)
+      if (value !== undefined && value.length >= POOLED_MIN_LENGTH) valuePool.release(value)
+    }
+  }
+
+  // --- calling -------------------------------------------------------------------------------------
+
+  /** Sends a request box and waits for the raw answer or error box. */
+  const ask = (box: Map<string, Uint8Array>, transition?: Transition): Effect.Effect<Box, CallError> =>
+    Effect.suspend(() => {
+      if (over !== undefined) return Effect.fail(over)
+      const tag = nextTag()
+      box.set(Command.ASK, fromLatin1(tag))
+      const deferred = Deferred.makeUnsafe<Box, ConnectionLost | ProtocolSwitched>()
+      let sent = false
+      return Ref.update(outstanding, (calls) => calls.set(tag, { deferred, transition })).pipe(
+        Effect.andThen(outbox.send(box, transition?.hold)),
+        Effect.flatMap(() => {
+          sent = true
+          return Deferred.await(deferred)
+        }),
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit) ? Effect.void : Effect.flatMap(take(tag), (found) =>
+            // still outstanding after the request went out: the caller gave up (interrupted, timed
+            // out) and the peer's answer may still come; remember the tag so that answer is ignored
+            Effect.sync(() => {
+              if (found !== undefined && sent) abandon(tag)
+            }))
+        )
+      )
+    })
+
+  const tell = (box: Map<string, Uint8Array>): Effect.Effect<void, CallError> =>
+    Effect.suspend(() => {
+      if (over !== undefined) return Effect.fail(over)
+      nextTag() // Twisted uses up a tag even when no `_ask` is sent
+      return outbox.send(box)
+    })
+
+  const withCallSlot = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    callSlots === undefined ? effect : callSlots.withPermits(1)(effect)
+
+  const callRemote = <C extends Command.Any>(
+    command: C,
+    args: Command.Arguments<C>
+  ): Effect.Effect<Command.Result<C>, Command.Error<C> | CallError> =>
+    Effect.suspend(() => {
+      let box: Map<string, Uint8Array>
+      try {
+        box = Command.encodeArgumentsUnsafe(command, args as Record<string, unknown>)
+      } catch (e) {
+        return Effect.fail(e as CallError)
+      }
+      if (!command.requiresAnswer) return tell(box) as Effect.Effect<any, CallError>
+      return withCallSlot(ask(box)).pipe(
+        Effect.flatMap((answer): Effect.Effect<any, Command.Error<C> | CallError> => {
+          if (answer.has(Command.ERROR)) {
+            return Effect.fail(Command.errorFromWire(command, errorCode(answer), errorDescription(answer)))
+          }
+          try {
+            const response = Command.decodeResponseUnsafe(command, answer)
+            recycle(command.compiled.response, answer)
+            return Effect.succeed(response)
+          } catch (e) {
+            return Effect.fail(e as CallError)
+          }
+        })
+      )
+    })
+
+  const callRemoteRaw = (
+    name: string,
+    args: Box,
+    callOptions?: { readonly requiresAnswer?: boolean | undefined }
+  ): Effect.Effect<Box, CallError> =>
+    Effect.suspend(() => {
+      const box = new Map(args)
+      box.set(Command.COMMAND, fromLatin1(name))
+      if (callOptions?.requiresAnswer === false) {
+        box.delete(Command.ASK)
+        return Effect.as(tell(box), new Map())
+      }
+      return withCallSlot(ask(box)).pipe(
+        Effect.flatMap((answer) =>
+          answer.has(Command.ERROR)
+            ? Effect.fail(
+              Command.errorFromWire(Command.make(name), errorCode(answer), errorDescription(answer)) as UnknownRemoteError
+            )
+            : Effect.succeed(answer)
+        )
+      )
+    })
+
+  const service: Dispatcher["Service"] = {
+    callRemote,
+    callRemoteRaw,
+    outstanding: Effect.map(Ref.get(outstanding), (calls) => calls.size)
+  }
+
+  // --- answers -------------------------------------------------------------------------------------
+
+  const complete = (key: string, box: Box): Effect.Effect<Step | undefined, ProtocolError> => {
+    const tagValue = box.get(key)!
+    const tag = latin1(tagValue, 0, tagValue.length)
+    const malformed = key === Command.ERROR && (!box.has(Command.ERROR_CODE) || !box.has(Command.ERROR_DESCRIPTION))
+    return Effect.flatMap(Ref.get(outstanding), (calls): Effect.Effect<Step | undefined, ProtocolError> => {
+      const found = calls.get(tag)
+      if (found === undefined) {
+        if (abandoned.delete(tag)) return Effect.void as Effect.Effect<undefined> // late answer to a call given up
+        return Effect.fail(new ProtocolError({ reason: `${key} for unknown tag ${pyBytesRepr(tagValue)}` }))
+      }
+      // a malformed error box ends the connection: the call stays outstanding and fails with it
+      if (malformed) return Effect.fail(new ProtocolError({ reason: "error box without _error_code or _error_description" }))
+      // the entry leaves the map only when it is completed: if the connection ends first (during a
+      // transition), failAll still finds it
+      const deliver = Effect.flatMap(take(tag), (taken) =>
+        Effect.sync(() => {
+          if (taken !== undefined) Deferred.doneUnsafe(taken.deferred, Exit.succeed(box))
+        }))
+      if (found.transition !== undefined) {
+        found.transition.answered = true
+        return Effect.succeed({ _tag: "Answered", transition: found.transition, answer: box, deliver })
+      }
+      return Effect.as(deliver, undefined)
+    })
+  }
+
+  // --- commands ------------------------------------------------------------------------------------
+
+  const sendQuietly = (box: Box) => Effect.catch(outbox.send(box), () => Effect.void)
+
+  const finish = (askTag: Uint8Array | undefined, name: string, outcome: Outcome): Effect.Effect<void> => {
+    if (outcome._tag === "Unknown") {
+      const log = Effect.logError(`AMP: responder for ${name} failed (${outcome.reason}); answering UNKNOWN and closing`, outcome.cause)
+        .pipe(Effect.annotateLogs({ "amp.command": name }))
+      const close = outbox.close(`responder for ${name} failed: ${outcome.reason}`, true, outcome.cause)
+      return askTag === undefined
+        ? Effect.andThen(log, close)
+        : Effect.andThen(log, Effect.andThen(sendQuietly(Command.errorBox(askTag, Command.UNKNOWN_ERROR_CODE, "Unknown Error")), close))
+    }
+    if (askTag === undefined) {
+      // No answer wanted: the result is discarded; an error drops the connection (Twisted).
+      if (outcome._tag === "Answer") return Effect.void
+      if (outcome._tag === "AnswerThenClose") return outbox.close(`${name} answered and asked to close`, true)
+      const reason = `responder for ${name} failed on a command that requires no answer: ${outcome.code}: ${outcome.description}`
+      return Effect.andThen(Effect.logWarning(`AMP: ${reason}; closing`), outbox.close(reason, true))
+    }
+    switch (outcome._tag) {
+      case "Answer":
+      case "AnswerThenClose": {
+        outcome.box.set(Command.ANSWER, askTag)
+        const sent = Effect.catch(outbox.send(outcome.box), (error) =>
+          error._tag === "TooLong" || error._tag === "InvalidKey"
+            // Twisted sends nothing and drops the connection when the answer cannot be serialized
+            ? Effect.andThen(
+              Effect.logError(`AMP: the answer to ${name} cannot be sent: ${error.message}; closing`),
+              outbox.close(`answer to ${name} cannot be sent: ${error.message}`, true, error)
+            )
+            : Effect.void)
+        return outcome._tag === "Answer" ? sent : Effect.andThen(sent, outbox.close(`${name} answered and asked to close`, true))
+      }
+      case "Error": {
+        const sent = sendQuietly(Command.errorBox(askTag, outcome.code, outcome.description))
+        return outcome.fatal ? Effect.andThen(sent, outbox.close(`fatal error ${outcome.code} sent`, true)) : sent
+      }
+    }
+  }
+
+  /** Runs a user function that should return an Effect; a throw becomes a defect, not an escape. */
+  const call = <A, B>(f: (a: A) => B, a: A): B | Effect.Effect<never, never> => {
+    try {
+      return f(a)
+    } catch (defect) {
+      return Effect.die(defect)
+    }
+  }
+
+  /** Decodes a typed command's arguments: the args, or the `UNKNOWN` outcome naming the argument. */
+  const decodeArgs = (command: Command.Any, box: Box): Record<string, unknown> | Outcome => {
+    try {
+      const args = command.compiled.arguments.decode(box)
+      recycle(command.compiled.arguments, box)
+      return args
+    } catch (e) {
+      const key = (e as { key?: string }).key
+      const why = (e as { reason?: string }).reason ?? String(e)
+      const reason = key === undefined ? `bad arguments: ${why}` : `bad argument '${key}': ${why}`
+      return unknown(reason, Cause.fail(e))
+    }
+  }
+  const isOutcome = (u: unknown): u is Outcome => typeof u === "object" && u !== null && "_tag" in u
+
+  const typedOutcome = (command: Command.Any, response: unknown): Outcome => {
+    const quit = isQuit(response)
+    const out = new Map<string, Uint8Array>()
+    try {
+      command.compiled.response.encode((quit ? response.response : response) as Record<string, unknown>, out)
+    } catch (e) {
+      const key = (e as { key?: string }).key
+      return unknown(`bad response${key === undefined ? "" : ` key '${key}'`}: ${(e as { reason?: string }).reason ?? e}`, Cause.fail(e))
+    }
+    return { _tag: quit ? "AnswerThenClose" : "Answer", box: out }
+  }
+
+  const rawOutcome = (cause: Cause.Cause<{ code?: unknown; description?: string; fatal?: boolean | undefined }>): Outcome => {
+    for (const reason of cause.reasons) {
+      if (reason._tag === "Fail" && typeof reason.error?.code === "string") {
+        return { _tag: "Error", code: reason.error.code, description: reason.error.description ?? "", fatal: reason.error.fatal === true }
+      }
+    }
+    return fromCause(Command.make("raw"), cause)
+  }
+
+  // handlers run with the connection's own services (its logger, tracer, …), the responders' captured
+  // services over them, and this connection's Dispatcher and ConnectionInfo
+  const handlerContext = Context.merge(
+    Context.merge(yield* Effect.context<never>(), responders.context),
+    Context.make(Dispatcher, service).pipe(Context.add(ConnectionInfo, info))
+  )
+  const handlerScope = yield* Effect.scope
+  const handlers = yield* FiberSet.make<void, never>()
+  // closing: queued commands are dropped and no new one starts (runs before the FiberSet's finalizer)
+  let stopped = false
+
+  // Commands waiting for a handler slot: a FIFO (array + head index) bounded by count and bytes.
+  let running = 0
+  const waiting: Array<Waiting | undefined> = []
+  let head = 0
+  let waitingBytes = 0
+  let room: Deferred.Deferred<void> | undefined // completed when the queue has room again
+  let idle: Deferred.Deferred<void> | undefined // completed when nothing runs or waits
+  const queueFull = () => waiting.length - head >= maxQueued || waitingBytes >= maxQueuedBytes
+
+  const start = (run: Effect.Effect<void>): void => {
+    if (stopped) return
+    running++
+    const fiber = Effect.runForkWith(handlerContext)(run)
+    FiberSet.addUnsafe(handlers, fiber)
+    fiber.addObserver(done)
+  }
+  function done(): void {
+    running--
+    if (head < waiting.length) {
+      const next = waiting[head]!
+      waiting[head++] = undefined
+      waitingBytes -= next.bytes
+      if (head === waiting.length) {
+        waiting.length = 0
+        head = 0
+      }
+      if (room !== undefined && !queueFull()) {
+        Deferred.doneUnsafe(room, Exit.void)
+        room = undefined
+      }
+      start(next.run)
+    } else if (running === 0 && idle !== undefined) {
+      Deferred.doneUnsafe(idle, Exit.void)
+      idle = undefined
+    }
+  }
+
+  const commandRun = (box: Box, nameBytes: Uint8Array): Effect.Effect<Step | undefined> | Effect.Effect<void> => {
+    const name = latin1(nameBytes, 0, nameBytes.length)
+    const askTag = box.get(Command.ASK)
+    const handler = responders.handlers.get(name)
+    if (handler === undefined) {
+      if (name === "StartTLS") return Effect.succeed<Step>({ _tag: "StartTls", ask: askTag })
+      return finish(askTag, name, {
+        _tag: "Error",
+        code: Command.UNHANDLED_ERROR_CODE,
+        description: `Unhandled Command: ${pyBytesRepr(nameBytes)}`,
+        fatal: false
+      })
+    }
+    switch (handler._tag) {
+      case "Handler": {
+        const command: Command.Any = handler.command
+        const args = decodeArgs(command, box)
+        if (isOutcome(args)) return finish(askTag, name, args)
+        return Effect.flatMap(
+          Effect.exit(Effect.suspend(() => call(handler.handle, args) as Effect.Effect<unknown, unknown>)),
+          (exit) => finish(askTag, name, Exit.isSuccess(exit) ? typedOutcome(command, exit.value) : fromCause(command, exit.cause))
+        )
+      }
+      case "RawHandler":
+        return Effect.flatMap(
+          Effect.exit(Effect.suspend(() => call(handler.handle, box) as Effect.Effect<Box, { code?: unknown; description?: string }>)),
+          (exit) => finish(askTag, name, Exit.isSuccess(exit) ? { _tag: "Answer", box: new Map(exit.value) } : rawOutcome(exit.cause))
+        )
+      case "SwitchHandler": {
+        // run inline: the bytes after this box belong to the next protocol if it accepts
+        const command: Command.Any = handler.command
+        const args = decodeArgs(command, box)
+        if (isOutcome(args)) return finish(askTag, name, args)
+        return Effect.flatMap(
+          Effect.exit(Effect.provideContext(Effect.suspend(() => call(handler.handle, args) as Effect.Effect<unknown, unknown>), handlerContext)),
+          (exit) =>
+            Exit.isSuccess(exit)
+              ? Effect.succeed<Step>({ _tag: "Switch", ask: askTag, name, inner: exit.value as Inner })
+              : Effect.as(finish(askTag, name, fromCause(command, exit.cause)), undefined)
+        )
+      }
+    }
+  }
+
+  const dispatchCommand = (box: Box, nameBytes: Uint8Array): Effect.Effect<Step | undefined> => {
+    const handler = responders.handlers.get(latin1(nameBytes, 0, nameBytes.length))
+    const run = commandRun(box, nameBytes)
+    // transitions (StartTLS, switches) and unhandled commands are settled inline, in order
+    if (handler === undefined || handler._tag === "SwitchHandler") return run as Effect.Effect<Step | undefined>
+    if (running < maxHandlers) {
+      start(run as Effect.Effect<void>)
+      return Effect.void as Effect.Effect<undefined>
+    }
+    waiting.push({ run: run as Effect.Effect<void>, bytes: boxBytes(box) })
+    waitingBytes += waiting[waiting.length - 1]!.bytes
+    if (!queueFull()) return Effect.void as Effect.Effect<undefined>
+    room ??= Deferred.makeUnsafe<void>()
+    return Effect.as(Deferred.await(room), undefined)
+  }
+
+  const receive = (box: Box): Effect.Effect<Step | undefined, ProtocolError> => {
+    if (box.has(Command.ANSWER)) return complete(Command.ANSWER, box)
+    if (box.has(Command.ERROR)) return complete(Command.ERROR, box)
+    const name = box.get(Command.COMMAND)
+    if (name !== undefined) return dispatchCommand(box, name)
+    return Effect.fail(
+      new ProtocolError({ reason: `box with none of _command, _answer, _error (keys: ${[...box.keys()].join(", ")})` })
+    )
+  }
+
+  const failAll = (reason: string): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      over ??= new ConnectionLost({ reason })
+      return failEvery(new ConnectionLost({ reason }))
+    })
+
+  yield* Scope.addFinalizer(
+    handlerScope,
+    Effect.andThen(
+      Effect.sync(() => {
+        stopped = true
+        waiting.length = 0
+        head = 0
+        waitingBytes = 0
+      }),
+      failAll("connection scope closed")
+    )
+  )
+
+  return {
+    service,
+    receive,
+    failAll,
+    markSwitched: Effect.suspend(() => {
+      over = new ProtocolSwitched({ reason: SWITCHED })
+      return failEvery(new ConnectionLost({ reason: "protocol switched" }))
+    }),
+    awaitIdle: Effect.suspend(() => {
+      if (running === 0 && head === waiting.length) return Effect.void
+      idle ??= Deferred.makeUnsafe<void>()
+      return Deferred.await(idle)
+    }),
+    request: ask,
+    finish,
+    handlerContext,
+    queued: () => waiting.length - head
+  } satisfies Engine
+})
+
+const boxBytes = (box: Box): number => {
+  let n = 2
+  for (const [key, value] of box) n += 4 + key.length + value.length
+  return n
+}
+const errorCode = (box: Box): string => {
+  const bytes = box.get(Command.ERROR_CODE)
+  return bytes === undefined ? "" : latin1(bytes, 0, bytes.length)
+}
+const errorDescription = (box: Box): string => {
+  const bytes = box.get(Command.ERROR_DESCRIPTION)
+  return bytes === undefined ? "" : Command.decodeDescription(bytes)
+}
