@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer, Schema } from "effect"
+import { Duration, Effect, Layer, Schema } from "effect"
 import * as Net from "node:net"
 import * as Connection from "./Connection.ts"
 import { Dispatcher } from "./Dispatcher.ts"
@@ -40,7 +40,7 @@ export type Address =
  * @category models
  */
 export type ConnectOptions = Address & Connection.Options & {
-  readonly connectTimeoutMillis?: number | undefined
+  readonly connectTimeout?: Duration.Input | undefined
 }
 
 /**
@@ -68,7 +68,7 @@ export const addressText = (address: Address): string =>
  * @since 0.1.0
  * @category constructors
  */
-export const openSocket = (options: Address & { readonly connectTimeoutMillis?: number | undefined }) =>
+export const openSocket = (options: Address & { readonly connectTimeout?: Duration.Input | undefined }) =>
   Effect.acquireRelease(
     Effect.callback<Net.Socket, ConnectError>((resume) => {
       const raw = options.path !== undefined
@@ -79,7 +79,7 @@ export const openSocket = (options: Address & { readonly connectTimeoutMillis?: 
         cleanup()
         raw.destroy()
         resume(Effect.fail(new ConnectError({ address: addressText(options), reason: "timed out" })))
-      }, options.connectTimeoutMillis ?? 10_000)
+      }, Duration.toMillis(options.connectTimeout ?? "10 seconds"))
       const onConnect = () => {
         cleanup()
         if (options.path === undefined) raw.setNoDelay(true) // we batch writes ourselves

@@ -1,17 +1,25 @@
 /**
  * Serving AMP over TCP or a Unix domain socket: every accepted connection gets its own dispatcher and
- * runs the `Responders` from the context. The server lives in the current Scope; closing the scope stops
- * accepting and aborts every connection (outstanding calls fail with `ConnectionLost`). Use
- * `server.shutdown({ graceful: true })` first to let in-flight answers out.
+ * runs the `Responders` from the context, with the services of the fiber that started the server (its
+ * logger, tracer, …). The server lives in the current Scope; closing the scope (for example SIGTERM
+ * through `NodeRuntime.runMain`) stops accepting and closes every connection gracefully: each stops
+ * reading, lets its running and queued handlers answer, flushes, and closes, within `closeTimeout`
+ * (default 10 seconds). `shutdown: "abort"` ends them at once instead.
  *
  * @example
  * ```ts
- * import { Responders, Server } from "effect-amp"
- * import { Effect, Layer } from "effect"
+ * import { Argument, Command, Responders, Server } from "effect-amp"
+ * import { Effect } from "effect"
+ *
+ * const Sum = Command.make("Sum", {
+ *   arguments: { a: Argument.Integer, b: Argument.Integer },
+ *   response: { total: Argument.Integer }
+ * })
+ * const Handlers = Responders.layer(Responders.handle(Sum, ({ a, b }) => Effect.succeed({ total: a + b })))
  *
  * const program = Effect.gen(function*() {
  *   const server = yield* Server.make({ port: 7001 })
- *   yield* Effect.log(`listening on ${server.address.port}`)
+ *   yield* Effect.log(`listening on port ${server.port}`)
  *   return yield* Effect.never
  * }).pipe(Effect.scoped, Effect.provide(Handlers))
  * ```
@@ -43,6 +51,11 @@ export type ListenAddress =
 export type ServeOptions = ListenAddress & Connection.Options & {
   /** Connections served at once; further ones are closed at once (default 10000). */
   readonly maxConnections?: number | undefined
+  /**
+   * How connections end when the server's scope closes: `"graceful"` (the default: in-flight answers go
+   * out, within `closeTimeout`) or `"abort"` (at once; outstanding calls fail with `ConnectionLost`).
+   */
+  readonly shutdown?: "graceful" | "abort" | undefined
 }
 
 /**
@@ -63,6 +76,8 @@ export type BoundAddress =
  */
 export interface Server {
   readonly address: BoundAddress
+  /** The TCP port listened on (`undefined` for a Unix socket server). */
+  readonly port: number | undefined
   /** Connections being served now. */
   readonly connections: Effect.Effect<number>
   /**
@@ -70,6 +85,28 @@ export interface Server {
    * reading, lets its running handlers answer, flushes, closes).
    */
   readonly shutdown: (options?: { readonly graceful?: boolean | undefined }) => Effect.Effect<void>
+}
+
+/**
+ * A server listening on TCP: its `port` is a number.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface TcpServer extends Server {
+  readonly address: Extract<BoundAddress, { readonly _tag: "Tcp" }>
+  readonly port: number
+}
+
+/**
+ * A server listening on a Unix domain socket.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface UnixServer extends Server {
+  readonly address: Extract<BoundAddress, { readonly _tag: "Unix" }>
+  readonly port: undefined
 }
 
 /**
@@ -90,14 +127,9 @@ export class ServeError extends Schema.TaggedError<ServeError>()("ServeError", {
 /** Default of {@link ServeOptions.maxConnections}. @since 0.1.0 @category constants */
 export const DEFAULT_MAX_CONNECTIONS = 10_000
 
-/**
- * Starts listening and serving in the current scope.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const make = Effect.fnUntraced(function*(options: ServeOptions) {
+const makeServer = Effect.fnUntraced(function*(options: ServeOptions) {
   const scope = yield* Effect.scope
+  // connections run with the services of the fiber that made the server (logger, tracer, Responders)
   const context = yield* Effect.context<Responders>()
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS
   const live = new Set<Connection.Connection>()
@@ -116,7 +148,10 @@ export const make = Effect.fnUntraced(function*(options: ServeOptions) {
       live.add(connection)
       yield* Effect.addFinalizer(() => Effect.sync(() => live.delete(connection)))
       yield* connection.ended
-    }).pipe(Effect.scoped, Effect.ignore, Effect.provideContext(context))
+    }).pipe(
+      Effect.scoped,
+      Effect.catchCause((cause) => Effect.logError("AMP: serving a connection failed", cause))
+    )
 
   const server = yield* Effect.acquireRelease(
     Effect.sync(() => Net.createServer({ pauseOnConnect: true })),
@@ -133,7 +168,7 @@ export const make = Effect.fnUntraced(function*(options: ServeOptions) {
       raw.destroy()
       return
     }
-    const fiber = Effect.runForkWith(Context.empty())(serveConnection(raw), {})
+    const fiber = Effect.runForkWith(context)(serveConnection(raw))
     fibers.add(fiber)
     fiber.addObserver(() => fibers.delete(fiber))
   })
@@ -163,10 +198,28 @@ export const make = Effect.fnUntraced(function*(options: ServeOptions) {
       yield* Effect.forEach([...fibers], Fiber.interrupt, { concurrency: "unbounded", discard: true })
     })
 
-  yield* Scope.addFinalizer(scope, shutdown())
+  yield* Scope.addFinalizer(scope, shutdown({ graceful: options.shutdown !== "abort" }))
 
-  return { address, connections: Effect.sync(() => live.size), shutdown } satisfies Server
+  const port = address._tag === "Tcp" ? address.port : undefined
+  return { address, port, connections: Effect.sync(() => live.size), shutdown } as Server
 })
+
+/**
+ * Starts listening and serving in the current scope. A TCP server's `port` is a number (the one picked
+ * when `port` is 0).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: {
+  (options: Extract<ListenAddress, { readonly path: string }> & Omit<ServeOptions, "path" | "host" | "port">): Effect.Effect<
+    UnixServer,
+    ServeError,
+    Scope.Scope | Responders
+  >
+  (options: ServeOptions & { readonly path?: undefined }): Effect.Effect<TcpServer, ServeError, Scope.Scope | Responders>
+  (options: ServeOptions): Effect.Effect<Server, ServeError, Scope.Scope | Responders>
+} = makeServer as (options: ServeOptions) => Effect.Effect<never, ServeError, Scope.Scope | Responders>
 
 /**
  * The server as a service, for `layer`.

@@ -308,7 +308,7 @@ describe("server shutdown with calls in flight", () => {
         assert.strictEqual(yield* client.dispatcher.outstanding, 0)
       }
       const refused = yield* Effect.flip(
-        Client.connect({ port: (server.address as { port: number }).port, connectTimeoutMillis: 2_000 }).pipe(
+        Client.connect({ port: (server.address as { port: number }).port, connectTimeout: "2 seconds" }).pipe(
           Effect.provideService(Responders.Responders, responders()),
           Effect.flatMap((c) => c.dispatcher.callRemote(Sum, { a: 1n, b: 1n }))
         )

@@ -74,7 +74,7 @@ export const call = (options: CallOptions): Effect.Effect<CallOutcome> =>
     const program = Effect.gen(function*() {
       const connection = yield* Client.connect({
         ...("path" in options.target ? { path: options.target.path } : options.target),
-        connectTimeoutMillis: options.timeoutMillis
+        connectTimeout: options.timeoutMillis
       })
       if (tls !== undefined) {
         const started = yield* Effect.exit(connection.startTLS(tls))
