@@ -14,8 +14,8 @@
  *
  * @since 0.1.0
  */
-import { Deferred, Effect } from "effect"
-import type * as Socket from "effect/socket/Socket"
+import { Deferred, Effect, Scope } from "effect"
+import * as Socket from "effect/socket/Socket"
 import { ArgumentError, ConnectionEnded, ConnectionLost, ProtocolSwitched } from "./AmpError.ts"
 import type { Box } from "./Box.ts"
 import * as Command from "./Command.ts"
@@ -129,7 +129,11 @@ const takeOver = (core: Core, hold: Hold, leftover: Uint8Array) =>
     stream.once("close", () => {
       Effect.runSync(core.requestEnd("abort", new ConnectionEnded({ reason: "switched protocol closed", local: false })))
     })
-    return { socket: yield* wrapDuplex(stream), info: core.info } satisfies SwitchedSocket
+    // The socket is opened here, in the connection's scope, so that the next protocol may write before
+    // it first reads (an unopened effect Socket holds writes until its reader is acquired: a silent hang).
+    const base = yield* wrapDuplex(stream)
+    const reader = yield* Scope.provide(base.reader, yield* Scope.fork(core.scope)).pipe(Effect.orDie)
+    return { socket: Socket.make({ reader: Effect.succeed(reader), writer: base.writer }), info: core.info } satisfies SwitchedSocket
   })
 
 /**

@@ -14,6 +14,9 @@ import * as Box from "../src/Box.ts"
 import { layer as conformanceResponders } from "../src/conformance/server.ts"
 import { decodeStream } from "../src/cli/decode.ts"
 import { escape } from "../src/cli/format.ts"
+import * as Client from "../src/Client.ts"
+import * as C from "../src/conformance/commands.ts"
+import * as Responders from "../src/Responders.ts"
 import * as Server from "../src/Server.ts"
 import { makeTestCerts, type TestCerts } from "./support/certs.ts"
 import { killRemaining, node, root, run, type RunResult, type Server as Process, startServer } from "./support/process.ts"
@@ -241,6 +244,20 @@ describe("amp serve / amp check", () => {
     assert.include(r.stdout, "PASS DivideByZero\n")
     assert.include(r.stdout, "3 passed, 0 failed")
   })
+
+  it("SIGTERM lets an in-flight answer out before the server exits (graceful by default)", async () => {
+    const server = await startServer(node, [Path.join(root, "bin", "amp.ts"), "serve", "--port", "0"])
+    const answer = Effect.runPromise(
+      Effect.scoped(Effect.gen(function*() {
+        const client = yield* Client.connect({ port: server.port }).pipe(Effect.provide(Responders.empty))
+        return yield* client.dispatcher.callRemote(C.Delay, { ms: 1500n, value: 42n })
+      }))
+    )
+    await new Promise((resolve) => setTimeout(resolve, 500)) // the handler is sleeping now
+    const exit = await server.stop(8_000)
+    assert.deepStrictEqual(await answer, { value: 42n })
+    assert.deepStrictEqual(exit, { code: 0, signal: null })
+  }, 20_000)
 
   it("serve exits 0 on SIGTERM", async () => {
     const server = await startServer(node, [Path.join(root, "bin", "amp.ts"), "serve", "--port", "0"])

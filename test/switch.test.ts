@@ -25,6 +25,8 @@ const SwitchToEcho = ProtocolSwitch.make("Switch-Proto", {
 /** Twisted's test protocol name "test-proto" → 1, anything else refused. */
 const ECHO = 1n
 const GREETER = 2n
+/** Writes before it ever asks for its reader (an unopened effect Socket would hold the write forever). */
+const WRITER_FIRST = 3n
 
 class InnerFailed extends Schema.TaggedError<InnerFailed>()("InnerFailed", { message: Schema.String }) {}
 
@@ -76,6 +78,15 @@ interface InnerLog {
  */
 const switchHandler = (log: InnerLog) =>
   ProtocolSwitch.handle(SwitchToEcho, ({ name }) => {
+    if (name === WRITER_FIRST) {
+      return Effect.succeed<ProtocolSwitch.InnerProtocol<unknown>>(({ socket }) =>
+        Effect.gen(function*() {
+          const writer = yield* socket.writer
+          yield* writer.write(enc.encode("WRITTEN-FIRST"))
+          const reader = yield* socket.reader
+          yield* writer.writeAll(yield* reader.pull)
+        }).pipe(Effect.scoped))
+    }
     if (name !== ECHO && name !== GREETER) return Effect.fail(new Refused({ message: `unknown protocol ${name}` }))
     const inner: ProtocolSwitch.InnerProtocol<unknown> = ({ socket }) =>
       Effect.gen(function*() {
@@ -131,6 +142,16 @@ describe("protocol switch, both ends ours", () => {
       yield* io.waitFor("Success!No, really.  Success.")
       assert.strictEqual(yield* Ref.get(log.received), "Success!No, really.  Success.")
       assert.strictEqual(yield* Ref.get(log.started), 1)
+    }), 10_000)
+
+  it.live("an inner protocol may write before it opens its reader (no silent hang)", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup
+      const switched = yield* client.switchProtocol(SwitchToEcho, { name: WRITER_FIRST })
+      const io = yield* open(switched.socket)
+      yield* io.waitFor("WRITTEN-FIRST")
+      yield* io.write("then echo")
+      yield* io.waitFor("WRITTEN-FIRSTthen echo")
     }), 10_000)
 
   it.live("after the switch callRemote fails with ProtocolSwitched", () =>
