@@ -28,7 +28,7 @@ import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { ArgumentError, UnhandledCommand, UnknownRemoteError } from "./AmpError.ts"
 import type { Box } from "./Box.ts"
 import { type AnyArgument, compileFields, FieldFailure, type FieldsCodec } from "./internal/argument.ts"
-import { utf8Encoder, utf8Replace } from "./internal/bytes.ts"
+import { fromLatin1, utf8Encoder, utf8Replace } from "./internal/bytes.ts"
 
 /**
  * One field of a command: an argument type, or `Argument.optional(type)` (`Schema.optionalKey`) for a
@@ -278,18 +278,13 @@ export const UNKNOWN_ERROR_CODE = "UNKNOWN"
 /** The code a responder sends for an unknown command. @since 0.1.0 @category constants */
 export const UNHANDLED_ERROR_CODE = "UNHANDLED"
 
-const latin1Bytes = (s: string): Uint8Array => {
-  const out = new Uint8Array(s.length)
-  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i)
-  return out
-}
 
 const nameBytes = new WeakMap<Any, Uint8Array>()
 /** @internal the wire bytes of a command name */
 export const commandNameBytes = (command: Any): Uint8Array => {
   let bytes = nameBytes.get(command)
   if (bytes === undefined) {
-    bytes = latin1Bytes(command.name)
+    bytes = fromLatin1(command.name)
     nameBytes.set(command, bytes)
   }
   return bytes
@@ -421,7 +416,7 @@ export const errorFromWire = <C extends Any>(
 export const errorBox = (tag: Uint8Array, code: string, description: string): Map<string, Uint8Array> => {
   const box = new Map<string, Uint8Array>()
   box.set(ERROR, tag)
-  box.set(ERROR_CODE, latin1Bytes(code))
+  box.set(ERROR_CODE, fromLatin1(code))
   box.set(ERROR_DESCRIPTION, utf8Encoder.encode(description.isWellFormed() ? description : description.toWellFormed()))
   return box
 }

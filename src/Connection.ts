@@ -186,7 +186,6 @@ export const make = Effect.fnUntraced(function*(
   const core: Core = {
     role: transport?.role ?? "client",
     host: transport?.host,
-    tls: options?.tls,
     state,
     engine,
     writer,
@@ -219,7 +218,7 @@ export const make = Effect.fnUntraced(function*(
   const runStep: Reader.RunStep = (step, leftover) => {
     switch (step._tag) {
       case "StartTls":
-        return StartTLS.respond(core, step.ask, leftover)
+        return StartTLS.respond(core, options?.tls, step.ask, leftover)
       case "Switch":
         return ProtocolSwitch.respond(core, step, leftover)
       case "Answered":
@@ -283,7 +282,7 @@ export const make = Effect.fnUntraced(function*(
         ),
         Effect.asVoid(Deferred.await(core.ended))
       ),
-    startTLS: (tlsOptions) => StartTLS.initiate(core, tlsOptions),
+    startTLS: (tlsOptions) => StartTLS.initiate(core, { ...options?.tls, ...tlsOptions }),
     switchProtocol: (command, args) => ProtocolSwitch.initiate(core, command, args)
   }
   return connection

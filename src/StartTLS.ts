@@ -284,9 +284,14 @@ const enter = (core: Core, hold: Hold, leftover: Uint8Array, options: TlsOptions
  * handshake, before reading on. Refused (non-fatal `TLS_ERROR`, as Twisted) without TLS material.
  * @internal
  */
-export const respond = (core: Core, ask: Uint8Array | undefined, leftover: () => Uint8Array): Effect.Effect<Step> =>
+export const respond = (
+  core: Core,
+  tls: TlsOptions | undefined,
+  ask: Uint8Array | undefined,
+  leftover: () => Uint8Array
+): Effect.Effect<Step> =>
   Effect.gen(function*() {
-    const options = core.tls ?? {}
+    const options = tls ?? {}
     const refuse = (description: string) =>
       Effect.as(
         core.engine.finish(ask, StartTLS.name, { _tag: "Error", code: TLS_ERROR, description, fatal: false }),
@@ -333,9 +338,10 @@ export const answered = (
 
 /**
  * Sends StartTLS and waits until TLS is up (or fails). Boxes sent meanwhile are held and go out over TLS.
+ * `options`: the connection's TLS options with the call's merged over them.
  * @internal
  */
-export const initiate = (core: Core, options?: TlsOptions): Effect.Effect<void, OnlyOneTLS | TlsError | CallError> =>
+export const initiate = (core: Core, options: TlsOptions): Effect.Effect<void, OnlyOneTLS | TlsError | CallError> =>
   Effect.suspend((): Effect.Effect<void, OnlyOneTLS | TlsError | CallError> => {
     const state = core.state.current._tag
     if (state === "TlsPending" || state === "Tls") return Effect.fail(new OnlyOneTLS())
@@ -345,7 +351,7 @@ export const initiate = (core: Core, options?: TlsOptions): Effect.Effect<void, 
       _tag: "StartTls",
       hold: new Hold("tls"),
       answered: false,
-      options: { ...core.tls, ...options },
+      options,
       failure: undefined
     }
     core.state.to({ _tag: "TlsPending" })

@@ -9,6 +9,7 @@
  * @internal
  */
 import type { Box } from "../Box.ts"
+import { fromLatin1 } from "../internal/bytes.ts"
 
 const hexByte = (b: number): string => "\\x" + b.toString(16).padStart(2, "0")
 
@@ -80,11 +81,7 @@ export const escape = (bytes: Uint8Array): string => {
 export const escapeText = (text: string): string => escape(new TextEncoder().encode(text))
 
 /** The bytes of a latin1 key (one character per byte). */
-export const keyBytes = (key: string): Uint8Array => {
-  const out = new Uint8Array(key.length)
-  for (let i = 0; i < key.length; i++) out[i] = key.charCodeAt(i) & 0xff
-  return out
-}
+export const keyBytes = fromLatin1
 
 /** A key (latin1 string) as readable text. */
 export const escapeKey = (key: string): string => escape(keyBytes(key))

@@ -40,10 +40,6 @@ export const pyBytesRepr = (buf: Uint8Array): string => {
   return s + String.fromCharCode(quote)
 }
 
-const asciiDecoder = new TextDecoder("latin1") // windows-1252 in WHATWG terms: identical to ASCII for the bytes it is used on
-/** Decodes bytes known to be ASCII (numbers, booleans) to a string. */
-export const asciiString = (bytes: Uint8Array): string => bytes.length <= 32 ? latin1(bytes, 0, bytes.length) : asciiDecoder.decode(bytes)
-
 /** Encodes an ASCII string to bytes (callers guarantee ASCII). */
 export const asciiBytes = fromLatin1
 
@@ -52,9 +48,6 @@ export const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: tru
 /** Lenient UTF-8 decoder (U+FFFD for invalid sequences), like Python's `decode("utf-8", "replace")`. */
 export const utf8Replace = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true })
 export const utf8Encoder = new TextEncoder()
-
-/** True if `s` has an unpaired surrogate (Python's strict UTF-8 encoder refuses it). */
-export const hasLoneSurrogate = (s: string): boolean => !s.isWellFormed()
 
 /** Byte equality. */
 export const bytesEqual = (a: Uint8Array, b: Uint8Array): boolean => {

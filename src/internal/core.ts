@@ -13,7 +13,6 @@ import type * as Box from "../Box.ts"
 import * as Command from "../Command.ts"
 import { latin1 } from "./bytes.ts"
 import type { Snapshot } from "../ConnectionInfo.ts"
-import type { TlsOptions } from "../StartTLS.ts"
 import type { Engine, Hold } from "./dispatcher.ts"
 import type { Machine } from "./state.ts"
 import type { Writer } from "./writer.ts"
@@ -38,7 +37,6 @@ export interface Core {
   readonly role: "client" | "server"
   /** The host we connected to (default TLS server name). */
   readonly host: string | undefined
-  readonly tls: TlsOptions | undefined
   readonly state: Machine
   readonly engine: Engine
   readonly writer: Writer
