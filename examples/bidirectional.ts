@@ -55,7 +55,7 @@ const ClientResponders = Responders.layer(
 
 const program = Effect.gen(function*() {
   const server = yield* Server.make({ port: 0 }).pipe(Effect.provide(ServerResponders))
-  const port = server.address._tag === "Tcp" ? server.address.port : 0
+  const port = server.port
   const connection = yield* Client.connect({ port }).pipe(Effect.provide(ClientResponders))
 
   yield* Console.log("client: Subscribe(fruit)")

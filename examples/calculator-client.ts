@@ -23,7 +23,7 @@ const serverPort = Effect.gen(function*() {
   if (values.port !== undefined) return Number(values.port)
   const server = yield* Server.make({ port: 0 }).pipe(Effect.provide(CalculatorResponders))
   yield* Console.log("(no --port: started a calculator server in this process)")
-  return server.address._tag === "Tcp" ? server.address.port : 0
+  return server.port
 })
 
 const doMath = Effect.gen(function*() {

@@ -20,7 +20,7 @@ const { values } = parseArgs({
 
 const program = Effect.gen(function*() {
   const server = yield* Server.make({ port: Number(values.port), host: values.host })
-  if (server.address._tag === "Tcp") yield* Console.log(`LISTENING ${server.address.port}`)
+  yield* Console.log(`LISTENING ${server.port}`)
   return yield* Effect.never
 }).pipe(Effect.scoped, Effect.provide(CalculatorResponders))
 

@@ -68,7 +68,7 @@ const ClientResponders = Responders.layer(
 
 const program = Effect.gen(function*() {
   const server = yield* Server.make({ port: 0 }).pipe(Effect.provide(ServerResponders))
-  const port = server.address._tag === "Tcp" ? server.address.port : 0
+  const port = server.port
   yield* Console.log(`server listening on 127.0.0.1:${port}`)
 
   const connection = yield* Client.connect({ port }).pipe(Effect.provide(ClientResponders))

@@ -54,7 +54,7 @@ const app = Effect.gen(function*() {
 const main = Effect.gen(function*() {
   // a calculator server for the example, in the same process (Server.layer works the same way)
   const server = yield* Server.make({ port: 0 }).pipe(Effect.provide(CalculatorResponders))
-  const port = server.address._tag === "Tcp" ? server.address.port : 0
+  const port = server.port
   yield* Console.log(`calculator server on port ${port}`)
   yield* app.pipe(Effect.provide(AppLayer(port)))
   yield* Console.log("app done: the connection was closed with the layer")

@@ -61,7 +61,7 @@ const ServerResponders = Responders.layer(
 
 const program = Effect.gen(function*() {
   const server = yield* Server.make({ port: 0 }).pipe(Effect.provide(ServerResponders))
-  const port = server.address._tag === "Tcp" ? server.address.port : 0
+  const port = server.port
   const connection = yield* Client.connect({ port }).pipe(Effect.provide(Responders.empty))
 
   const { total } = yield* connection.dispatcher.callRemote(Sum, { a: 1n, b: 2n })

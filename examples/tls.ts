@@ -81,7 +81,7 @@ const program = Effect.gen(function*() {
     port: 0,
     tls: { cert: certs.serverCert, key: certs.serverKey, ca: certs.ca, requireClientCert: true }
   }).pipe(Effect.provide(ServerResponders))
-  const port = server.address._tag === "Tcp" ? server.address.port : 0
+  const port = server.port
 
   const connection = yield* Client.connect({ host: "localhost", port }).pipe(Effect.provide(Responders.empty))
   const before = yield* connection.dispatcher.callRemote(WhoAmI, {})

@@ -36,7 +36,7 @@ describe("call-back storm, ours ↔ ours over TCP", () => {
   it.live(`${STORM} concurrent calls whose server handlers call the client back: all answered`, () =>
     Effect.gen(function*() {
       const server = yield* Server.make({ port: 0 }).pipe(Effect.provide(conformanceResponders))
-      const port = server.address._tag === "Tcp" ? server.address.port : 0
+      const port = server.port
       const client = yield* Client.connect({ port }).pipe(Effect.provide(Responders.layer(greet)))
       const answers = yield* Effect.forEach(names, (name) => client.dispatcher.callRemote(C.PleaseCallMe, { name }), {
         concurrency: "unbounded"
@@ -49,7 +49,7 @@ describe("call-back storm, ours ↔ ours over TCP", () => {
   it.live(`the other way: the server makes ${STORM} concurrent calls whose client handlers call it back`, () =>
     Effect.gen(function*() {
       const server = yield* Server.make({ port: 0 }).pipe(Effect.provide(Responders.layer(greet, storm)))
-      const port = server.address._tag === "Tcp" ? server.address.port : 0
+      const port = server.port
       const client = yield* Client.connect({ port }).pipe(Effect.provide(Responders.layer(pleaseCallMe)))
       const { answered } = yield* client.dispatcher.callRemote(Storm, { count: BigInt(STORM) })
       assert.strictEqual(answered, BigInt(STORM))
@@ -58,7 +58,7 @@ describe("call-back storm, ours ↔ ours over TCP", () => {
   it.live("with a small handler limit (4) the queue still lets every call-back through", () =>
     Effect.gen(function*() {
       const server = yield* Server.make({ port: 0, maxConcurrentHandlers: 4 }).pipe(Effect.provide(conformanceResponders))
-      const port = server.address._tag === "Tcp" ? server.address.port : 0
+      const port = server.port
       const client = yield* Client.connect({ port, maxConcurrentHandlers: 4 }).pipe(Effect.provide(Responders.layer(greet)))
       const answers = yield* Effect.forEach(names.slice(0, 1000), (name) => client.dispatcher.callRemote(C.PleaseCallMe, { name }), {
         concurrency: "unbounded"

@@ -49,7 +49,7 @@ const flags = (argv: ReadonlyArray<string>): Map<string, string> => {
 const serve = (host: string, port: number) =>
   Effect.gen(function*() {
     const server = yield* Server.make({ host, port })
-    const bound = server.address._tag === "Tcp" ? server.address.port : 0
+    const bound = server.port
     process.stdout.write(`LISTENING ${bound}\n`)
     return yield* Effect.never
   }).pipe(Effect.scoped, Effect.provide(Handlers))

@@ -264,7 +264,7 @@ export const serve = (options: ServeOptions): Effect.Effect<never, ServeConfigEr
     const server = yield* Server.make({ port: options.port, host: options.host, ...(tls !== undefined ? { tls } : {}) }).pipe(
       Effect.provide(tls !== undefined ? layer : layerWithoutTls)
     )
-    const port = server.address._tag === "Tcp" ? server.address.port : 0
+    const port = server.port
     yield* Effect.sync(() => process.stdout.write(`LISTENING ${port}\n`))
     return yield* Effect.never
   }).pipe(Effect.scoped)
