@@ -61,6 +61,8 @@ interface Context {
   readonly options: CheckOptions
   readonly tls: TlsOptions | undefined
   readonly clientCertCn: string | undefined
+  /** What our own responders (Greet, Notify) saw during the checks. */
+  readonly state: Server.ConformanceState["Service"]
 }
 
 type Conn = Connection.Connection
@@ -473,39 +475,39 @@ const checks: ReadonlyArray<Check> = [
   },
   {
     name: "PleaseCallMe",
-    run: (conn) =>
+    run: (conn, ctx) =>
       Effect.gen(function*() {
-        const before = Server.greetedNames().length
+        const before = ctx.state.greeted().length
         const result = yield* conn.dispatcher.callRemote(C.PleaseCallMe, { name: "Ada \u2603" })
         yield* expect(result.greeting === "Hello, Ada \u2603!", () => `got ${show(result)}`)
-        const seen = Server.greetedNames().slice(before)
+        const seen = ctx.state.greeted().slice(before)
         yield* expect(same(seen, ["Ada \u2603"]), () => `our Greet responder saw ${show(seen)}`)
       })
   },
   {
     name: "PleaseCallMeRefused",
-    run: (conn) =>
+    run: (conn, ctx) =>
       Effect.gen(function*() {
-        const before = Server.greetedNames().length
+        const before = ctx.state.greeted().length
         const error = yield* expectFailure(conn.dispatcher.callRemote(C.PleaseCallMe, { name: "" }), "PleaseCallMe('')")
         yield* expect(error instanceof C.GreetRefused, () => `got ${show(error)}, want GreetRefused`)
-        const seen = Server.greetedNames().slice(before)
+        const seen = ctx.state.greeted().slice(before)
         yield* expect(same(seen, [""]), () => `our Greet responder saw ${show(seen)}`)
         yield* stillOpen(conn)
       })
   },
   {
     name: "PleaseNotifyMe",
-    run: (conn) =>
+    run: (conn, ctx) =>
       Effect.gen(function*() {
         const channel = `please-notify-${process.pid}-${Math.random().toString(36).slice(2)}`
         const count = 25
         const result = yield* conn.dispatcher.callRemote(C.PleaseNotifyMe, { channel, message: "hi \u2603", count: BigInt(count) })
-        const seenAtAnswer = Server.notificationsOf(channel)
+        const seenAtAnswer = ctx.state.notificationsOf(channel)
         yield* expect(result.sent === BigInt(count), () => `got ${show(result)}`)
         const want = Array.from({ length: count }, (_, i) => `hi \u2603 ${i}`)
         yield* expect(same(seenAtAnswer, want), () => `notifications before the answer: ${show(seenAtAnswer)}`)
-        Server.clearNotifications(channel)
+        ctx.state.clear(channel)
       })
   },
   {
@@ -709,7 +711,9 @@ export const check = (options: CheckOptions): Effect.Effect<{ passed: number; fa
       tls = { ca, ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}) }
       clientCertCn = cert !== undefined ? certificateCn(cert) : undefined
     }
-    const ctx: Context = { options, tls, clientCertCn }
+    const state = Server.makeState()
+    const responders = Server.layerWith(state)
+    const ctx: Context = { options, tls, clientCertCn, state }
     const selected = checks.filter((c) =>
       (options.only === undefined ? true : options.only.includes(c.name)) && (c.needsTls !== true || tls !== undefined)
     )
@@ -722,7 +726,7 @@ export const check = (options: CheckOptions): Effect.Effect<{ passed: number; fa
       }).pipe(
         Effect.scoped,
         Effect.timeout(timeoutMillis),
-        Effect.provide(Server.layer),
+        Effect.provide(responders),
         Effect.exit
       )
       if (Exit.isSuccess(exit)) {

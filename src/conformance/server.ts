@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, Layer, Stream } from "effect"
+import { Context, Effect, Exit, Layer, Stream } from "effect"
 import * as Cause from "effect/Cause"
 import type * as Runtime from "effect/Runtime"
 import * as Socket from "effect/socket/Socket"
@@ -26,33 +26,54 @@ export const IMPLEMENTATION: string = `effect-amp ${
   (createRequire(import.meta.url)("../../package.json") as { version: string }).version
 }`
 
-// --- per-process notification store ------------------------------------------------------------------
+// --- state: what Notify recorded and whom Greet greeted (one per responders layer) -----------------------
 
-const notifications = new Map<string, Array<string>>()
+/**
+ * The conformance responders' state: the messages `Notify` recorded per channel and the names `Greet` saw.
+ * Each `layer` build has its own; the conformance client reads its own through `makeState`.
+ *
+ * @since 0.2.0
+ * @category state
+ */
+export class ConformanceState extends Context.Service<ConformanceState, {
+  readonly record: (channel: string, message: string) => void
+  /** What `Notify` recorded for a channel (a copy). */
+  readonly notificationsOf: (channel: string) => ReadonlyArray<string>
+  /** Forgets a channel. */
+  readonly clear: (channel: string) => void
+  readonly greet: (name: string) => void
+  /** Names our `Greet` responder received, in order (a copy). */
+  readonly greeted: () => ReadonlyArray<string>
+}>()("effect-amp/conformance/ConformanceState") {}
 
-/** What `Notify` recorded for a channel (a copy). @since 0.1.0 @category notifications */
-export const notificationsOf = (channel: string): ReadonlyArray<string> => [...(notifications.get(channel) ?? [])]
-
-/** Forgets a channel. @since 0.1.0 @category notifications */
-export const clearNotifications = (channel: string): void => {
-  notifications.delete(channel)
-}
-
-const record = (channel: string, message: string): void => {
-  let list = notifications.get(channel)
-  if (list === undefined) {
-    list = []
-    notifications.set(channel, list)
+/**
+ * A fresh, empty state.
+ *
+ * @since 0.2.0
+ * @category state
+ */
+export const makeState = (): ConformanceState["Service"] => {
+  const notifications = new Map<string, Array<string>>()
+  const greeted: Array<string> = []
+  return {
+    record: (channel, message) => {
+      let list = notifications.get(channel)
+      if (list === undefined) {
+        list = []
+        notifications.set(channel, list)
+      }
+      list.push(message)
+    },
+    notificationsOf: (channel) => [...(notifications.get(channel) ?? [])],
+    clear: (channel) => {
+      notifications.delete(channel)
+    },
+    greet: (name) => {
+      greeted.push(name)
+    },
+    greeted: () => [...greeted]
   }
-  list.push(message)
 }
-
-// --- greeting log (what our Greet responder saw; used by the client's checks) ------------------------
-
-const greeted: Array<string> = []
-
-/** Names our `Greet` responder received, in order (a copy). @since 0.1.0 @category notifications */
-export const greetedNames = (): ReadonlyArray<string> => [...greeted]
 
 // --- responders --------------------------------------------------------------------------------------
 
@@ -127,20 +148,20 @@ export const handlers = [
   Responders.handle(C.Fatal, ({ message }) => Effect.fail(new C.FatalTest({ message }))),
   Responders.handle(C.Undeclared, () => Effect.die(new C.UndeclaredError({ message: "this error is not declared" }))),
   Responders.handle(C.Notify, ({ channel, message }) =>
-    Effect.sync(() => {
-      record(channel, message)
+    ConformanceState.useSync((state) => {
+      state.record(channel, message)
       return {}
     })),
   Responders.handle(C.GetNotifications, ({ channel, clear }) =>
-    Effect.sync(() => {
-      const messages = notificationsOf(channel)
-      if (clear === true) clearNotifications(channel)
+    ConformanceState.useSync((state) => {
+      const messages = state.notificationsOf(channel)
+      if (clear === true) state.clear(channel)
       return { messages }
     })),
   Responders.handle(C.Delay, ({ ms, value }) => Effect.as(Effect.sleep(clamp(ms, 10_000n)), { value })),
   Responders.handle(C.Greet, ({ name }) =>
-    Effect.suspend(() => {
-      greeted.push(name)
+    ConformanceState.use((state) => {
+      state.greet(name)
       return name === ""
         ? Effect.fail(new C.GreetRefused({ message: "empty name" }))
         : Effect.succeed({ greeting: `Hello, ${name}!` })
@@ -185,7 +206,18 @@ export const handlers = [
  * @since 0.1.0
  * @category responders
  */
-export const layer: Layer.Layer<Responders.Responders> = Responders.layer(...handlers)
+export const layer: Layer.Layer<Responders.Responders> = Responders.layer(...handlers).pipe(
+  Layer.provide(Layer.sync(ConformanceState, makeState))
+)
+
+/**
+ * The responders over a given state (the conformance client reads what its own responders saw).
+ *
+ * @since 0.2.0
+ * @category responders
+ */
+export const layerWith = (state: ConformanceState["Service"]): Layer.Layer<Responders.Responders> =>
+  Responders.layer(...handlers).pipe(Layer.provide(Layer.succeed(ConformanceState, state)))
 
 /**
  * The conformance server without TLS material answers `StartTLS` with `TLS_UNAVAILABLE` (the service's
@@ -194,7 +226,7 @@ export const layer: Layer.Layer<Responders.Responders> = Responders.layer(...han
 const layerWithoutTls: Layer.Layer<Responders.Responders> = Responders.layer(
   ...handlers,
   Responders.raw("StartTLS", () => Effect.fail({ code: "TLS_UNAVAILABLE", description: "TLS is not configured on this server" }))
-)
+).pipe(Layer.provide(Layer.sync(ConformanceState, makeState)))
 
 // --- serve -------------------------------------------------------------------------------------------
 
