@@ -311,7 +311,7 @@ export const encodeArgumentsUnsafe = (command: Any, args: Readonly<Record<string
     throw toArgumentError(command, "arguments", e)
   }
   // more own keys than declared fields present: either undefined optionals or an undeclared key
-  if (Object.keys(args).length !== present) {
+  if (args != null && Object.keys(args).length !== present) {
     const extra = fields.undeclaredKey(args)
     if (extra !== undefined) {
       throw new ArgumentError({
