@@ -37,8 +37,9 @@ export class UnknownRemoteError extends Schema.TaggedError<UnknownRemoteError>()
   /** The `_error_description`, decoded as UTF-8 with replacement characters. */
   description: Schema.String
 }) {
+  /** Twisted's `RemoteAmpError` text: `Code<CODE>: description`, code bytes ≥ 0x80 escaped as `\xff`. */
   override get message(): string {
-    return `Code<${this.code}>: ${this.description}`
+    return `Code<${this.code.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`)}>: ${this.description}`
   }
 }
 

@@ -93,6 +93,24 @@ export class InvalidKey extends Schema.TaggedError<InvalidKey>()("InvalidKey", {
 }
 
 /**
+ * Raised when a box value is not bytes (a `Uint8Array`), e.g. a JS string slipped past the types through
+ * `as any` or untyped code. Nothing is encoded: Twisted's `AmpBox.serialize` likewise refuses a text value
+ * (`TypeError: Unicode value for key … not allowed`). Encode text first (`Box.make` does UTF-8).
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class InvalidValue extends Schema.TaggedError<InvalidValue>()("InvalidValue", {
+  key: Schema.String,
+  /** What the value was instead: `typeof`, or the constructor's name. */
+  got: Schema.String
+}) {
+  override get message(): string {
+    return `invalid AMP value for key ${JSON.stringify(this.key)}: ${this.got}, not bytes (Uint8Array)`
+  }
+}
+
+/**
  * Raised by the decoder when the incoming bytes cannot be a box stream: a key-length prefix over 255.
  * `offset` is the position of the offending prefix in the whole stream. Twisted closes the connection.
  *
@@ -153,9 +171,10 @@ const sortEntries = (box: Box, keys: Array<string>, values: Array<Uint8Array>): 
  * @since 0.1.0
  * @category encoding
  */
-export const encodedLength = (box: Box): number | TooLong | InvalidKey => {
+export const encodedLength = (box: Box): number | TooLong | InvalidKey | InvalidValue => {
   let size = 2
   for (const [key, value] of box) {
+    if (!(value instanceof Uint8Array)) return new InvalidValue({ key, got: describeValue(value) })
     const k = key.length
     if (k === 0) return new InvalidKey({ key, reason: "empty keys end a box on the wire" })
     if (k > MAX_KEY_LENGTH) return new TooLong({ isKey: true, isLocal: true, length: k })
@@ -171,6 +190,9 @@ export const encodedLength = (box: Box): number | TooLong | InvalidKey => {
   }
   return size
 }
+
+const describeValue = (value: unknown): string =>
+  typeof value === "object" && value !== null ? `an instance of ${value.constructor?.name ?? "Object"}` : `a ${typeof value}`
 
 /** Writes an entry's key-length prefix, key and value-length prefix at `pos`; returns where the value goes. */
 const writeEntryHeader = (out: Uint8Array, pos: number, key: string, valueLength: number): number => {
@@ -213,7 +235,7 @@ const writeExactly = (box: Box, out: Uint8Array, pos: number, end: number): void
 
 /**
  * Serializes boxes back to back into one buffer, keys sorted bytewise in each box: byte-identical to
- * Twisted's `AmpBox.serialize()`. Throws `TooLong` / `InvalidKey` (and writes nothing) if any box
+ * Twisted's `AmpBox.serialize()`. Throws `TooLong` / `InvalidKey` / `InvalidValue` (and writes nothing) if any box
  * cannot be framed. Use {@link encode} for the Effect form.
  *
  * @since 0.1.0
@@ -296,7 +318,7 @@ export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array>
 }
 
 /**
- * Serializes one box; throws `TooLong` / `InvalidKey`. See {@link encode}.
+ * Serializes one box; throws `TooLong` / `InvalidKey` / `InvalidValue`. See {@link encode}.
  *
  * @since 0.1.0
  * @category encoding
@@ -311,7 +333,8 @@ export const encodeUnsafe = (box: Box): Uint8Array => {
 
 /**
  * Serializes one box (Twisted's `AmpBox.serialize()`), failing with `TooLong` for a key over 255 bytes
- * or a value over 65535 bytes, and `InvalidKey` for an empty or non-latin1 key.
+ * or a value over 65535 bytes, `InvalidKey` for an empty or non-latin1 key, and `InvalidValue` for a value
+ * that is not bytes (a string, say).
  *
  * @example
  * ```ts
@@ -324,7 +347,7 @@ export const encodeUnsafe = (box: Box): Uint8Array => {
  * @since 0.1.0
  * @category encoding
  */
-export const encode = (box: Box): Effect.Effect<Uint8Array, TooLong | InvalidKey> =>
+export const encode = (box: Box): Effect.Effect<Uint8Array, TooLong | InvalidKey | InvalidValue> =>
   Effect.suspend(() => {
     const n = encodedLength(box)
     if (typeof n !== "number") return Effect.fail(n)

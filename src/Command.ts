@@ -291,15 +291,31 @@ export const commandNameBytes = (command: Any): Uint8Array => {
 }
 
 /**
- * Encodes arguments into a request box (without `_ask`), synchronously; throws `ArgumentError`.
+ * Encodes arguments into a request box (without `_ask`), synchronously; throws `ArgumentError`. A key
+ * that is not a declared argument is refused (Twisted's `InvalidSignature`), so a misspelt optional
+ * argument is not silently dropped: the check costs one `Object.keys` per call.
  * @internal
  */
 export const encodeArgumentsUnsafe = (command: Any, args: Readonly<Record<string, unknown>>): Map<string, Uint8Array> => {
   const box = new Map<string, Uint8Array>()
+  const fields = command.compiled.arguments
+  let present: number
   try {
-    command.compiled.arguments.encode(args, box)
+    present = fields.encode(args, box)
   } catch (e) {
     throw toArgumentError(command, "arguments", e)
+  }
+  // more own keys than declared fields present: either undefined optionals or an undeclared key
+  if (args != null && Object.keys(args).length !== present) {
+    const extra = fields.undeclaredKey(args)
+    if (extra !== undefined) {
+      throw new ArgumentError({
+        command: command.name,
+        side: "arguments",
+        key: extra,
+        reason: `not a declared argument (declared: ${fields.keys.length === 0 ? "none" : fields.keys.join(", ")})`
+      })
+    }
   }
   box.set(COMMAND, commandNameBytes(command))
   return box

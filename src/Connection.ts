@@ -166,7 +166,7 @@ export const make = Effect.fnUntraced(function*(
 
   const outbox: Engine.Outbox = {
     send: (box, hold) =>
-      Effect.suspend((): Effect.Effect<void, Box.TooLong | Box.InvalidKey | ConnectionLost | ProtocolSwitched> => {
+      Effect.suspend((): Effect.Effect<void, Box.TooLong | Box.InvalidKey | Box.InvalidValue | ConnectionLost | ProtocolSwitched> => {
         if (state.current._tag === "Closed") return Effect.fail(new ConnectionLost({ reason: "connection closed" }))
         if (state.locked) return Effect.fail(new ProtocolSwitched({ reason: SWITCHED }))
         const size = Box.encodedLength(box)

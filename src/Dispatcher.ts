@@ -19,7 +19,7 @@ import type {
   UnhandledCommand,
   UnknownRemoteError
 } from "./AmpError.ts"
-import type { Box, InvalidKey, TooLong, ValuePool } from "./Box.ts"
+import type { Box, InvalidKey, InvalidValue, TooLong, ValuePool } from "./Box.ts"
 import type * as Command from "./Command.ts"
 
 /**
@@ -34,6 +34,7 @@ export type CallError =
   | UnhandledCommand
   | TooLong
   | InvalidKey
+  | InvalidValue
   | ArgumentError
   | ProtocolSwitched
 

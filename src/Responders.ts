@@ -31,6 +31,7 @@ import type { Box } from "./Box.ts"
 import type * as Command from "./Command.ts"
 import type { ConnectionInfo } from "./ConnectionInfo.ts"
 import type { Dispatcher } from "./Dispatcher.ts"
+import { asciiUpper } from "./internal/bytes.ts"
 
 /**
  * A typed handler for one command.
@@ -99,7 +100,9 @@ export interface RawError {
 
 /**
  * A raw handler: it receives the whole request box (including `_command` and `_ask`) and returns the
- * answer box (the `_answer` key is added for it). Like Twisted's `amp_NAME` responders.
+ * answer box (the `_answer` key is added for it). Like Twisted's `amp_NAME` responders, it answers its
+ * name in any ASCII case (`raw("HELLO", …)` answers `hello`, `Hello`, `HELLO`) when no handler has the
+ * exact name.
  *
  * @since 0.1.0
  * @category models
@@ -149,7 +152,9 @@ export const handle = <C extends Command.Any, R = never>(
 ): Handler<C, R> => ({ _tag: "Handler", command, handle })
 
 /**
- * Builds a raw handler for a command name.
+ * Builds a raw handler for a command name. Lookup is by exact name first (any kind of handler), then,
+ * as Twisted's `SimpleStringLocator` does (`amp_` + the name upper-cased), by the ASCII upper-cased name
+ * among raw handlers.
  *
  * @since 0.1.0
  * @category constructors
@@ -179,13 +184,16 @@ export type Services<H extends Any> = Exclude<
  */
 export class Responders extends Context.Service<Responders, {
   readonly handlers: ReadonlyMap<string, Any>
+  /** Raw handlers by ASCII upper-cased name: the fallback lookup (Twisted's `amp_NAME`). */
+  readonly rawByUpperName: ReadonlyMap<string, RawHandler<any>>
   /** Services captured when the responders were built; provided to every handler fiber. */
   readonly context: Context.Context<never>
 }>()("effect-amp/Responders") {}
 
 /**
  * Builds the responders value from handlers, capturing the services they need. Later handlers for the
- * same command name replace earlier ones (Twisted's responder overriding).
+ * same command name replace earlier ones, whatever their kind (Twisted's responder overriding; to
+ * "inherit" a set of handlers, spread it first: `make(...base, override)`).
  *
  * @since 0.1.0
  * @category constructors
@@ -196,7 +204,9 @@ export const make = <const H extends ReadonlyArray<Any>>(
   Effect.map(Effect.context<Services<H[number]>>(), (context) => {
     const map = new Map<string, Any>()
     for (const h of handlers) map.set(h._tag === "RawHandler" ? h.name : h.command.name, h)
-    return { handlers: map, context: context as Context.Context<never> }
+    const rawByUpperName = new Map<string, RawHandler<any>>()
+    for (const h of map.values()) if (h._tag === "RawHandler") rawByUpperName.set(asciiUpper(h.name), h)
+    return { handlers: map, rawByUpperName, context: context as Context.Context<never> }
   })
 
 /**
@@ -217,5 +227,7 @@ export const layer = <const H extends ReadonlyArray<Any>>(
  */
 export const empty: Layer.Layer<Responders> = Layer.succeed(Responders, {
   handlers: new Map(),
+  rawByUpperName: new Map(),
   context: Context.empty() as Context.Context<never>
 })
+

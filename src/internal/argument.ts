@@ -135,8 +135,13 @@ interface CompiledField {
 /** The fields of a command's arguments or response, compiled once into a fast box codec. */
 export interface FieldsCodec {
   readonly keys: ReadonlyArray<string>
-  /** Writes every present field into `into`; throws `FieldFailure`. */
-  readonly encode: (value: Readonly<Record<string, unknown>>, into: Map<string, Uint8Array>) => void
+  /**
+   * Writes every present field into `into`; throws `FieldFailure`. Returns how many declared fields
+   * were present (not `undefined`), so a caller can tell cheaply whether `value` has other keys.
+   */
+  readonly encode: (value: Readonly<Record<string, unknown>>, into: Map<string, Uint8Array>) => number
+  /** The first own key of `value` that is not a declared field, if any (O(keys)). */
+  readonly undeclaredKey: (value: Readonly<Record<string, unknown>>) => string | undefined
   /** Reads the declared fields of `box` (extra keys ignored); throws `FieldFailure`. */
   readonly decode: (box: Box) => Record<string, unknown>
   /** The keys whose decoded values never hold on to their bytes (safe to recycle after `decode`). */
@@ -169,6 +174,7 @@ export const compileFields = (fields: Readonly<Record<string, unknown>>): Fields
     }
   }
   const n = compiled.length
+  const declared = new Set(compiled.map((f) => f.key))
   let recyclable: ReadonlyArray<string> | undefined
   return {
     keys: compiled.map((f) => f.key),
@@ -177,6 +183,7 @@ export const compileFields = (fields: Readonly<Record<string, unknown>>): Fields
       return (recyclable ??= compiled.filter((f) => !f.codec.keepsBytes).map((f) => f.key))
     },
     encode: (value, into) => {
+      let present = 0
       for (let i = 0; i < n; i++) {
         const f = compiled[i]!
         const v = value[f.key]
@@ -189,7 +196,13 @@ export const compileFields = (fields: Readonly<Record<string, unknown>>): Fields
         } catch (e) {
           throw new FieldFailure(f.key, e instanceof CodecFailure ? e.reason : String(e))
         }
+        present++
       }
+      return present
+    },
+    undeclaredKey: (value) => {
+      for (const key of Object.keys(value)) if (!declared.has(key)) return key
+      return undefined
     },
     decode: (box) => {
       const out: Record<string, unknown> = {}

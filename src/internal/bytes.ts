@@ -68,3 +68,6 @@ export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   }
   return out
 }
+
+/** ASCII-only upper-casing, as Python's `bytes.upper()` (latin1 letters above 0x7f are left alone). */
+export const asciiUpper = (name: string): string => name.replace(/[a-z]+/g, (s) => s.toUpperCase())

@@ -13,7 +13,7 @@
  */
 import { Cause, Context, Deferred, Effect, Exit, FiberSet, Ref, Scope, Semaphore } from "effect"
 import { ConnectionLost, ProtocolError, ProtocolSwitched, type UnknownRemoteError } from "../AmpError.ts"
-import { type Box, type InvalidKey, POOLED_MIN_LENGTH, type TooLong } from "../Box.ts"
+import { type Box, type InvalidKey, type InvalidValue, POOLED_MIN_LENGTH, type TooLong } from "../Box.ts"
 import * as Command from "../Command.ts"
 import { ConnectionInfo } from "../ConnectionInfo.ts"
 import {
@@ -26,9 +26,9 @@ import {
 } from "../Dispatcher.ts"
 import type * as Socket from "effect/socket/Socket"
 import type { Snapshot } from "../ConnectionInfo.ts"
-import { isQuit, Responders } from "../Responders.ts"
+import { type Any as AnyHandler, isQuit, Responders } from "../Responders.ts"
 import type { FieldsCodec } from "./argument.ts"
-import { fromLatin1, latin1, pyBytesRepr } from "./bytes.ts"
+import { asciiUpper, fromLatin1, latin1, pyBytesRepr } from "./bytes.ts"
 import { fromCause, type Outcome, unknown } from "./outcome.ts"
 
 /** How the dispatcher sends: implemented by the connection. */
@@ -37,7 +37,10 @@ export interface Outbox {
    * Queues a box (then `hold`, if given: the writer stops after the box until the hold is released).
    * Fails, queueing nothing, if the box cannot be framed or AMP traffic is over. May wait when full.
    */
-  readonly send: (box: Box, hold?: Hold) => Effect.Effect<void, TooLong | InvalidKey | ConnectionLost | ProtocolSwitched>
+  readonly send: (
+    box: Box,
+    hold?: Hold
+  ) => Effect.Effect<void, TooLong | InvalidKey | InvalidValue | ConnectionLost | ProtocolSwitched>
   /** Ends the connection; `graceful`: what is queued is written first (Twisted's `loseConnection`). */
   readonly close: (reason: string, graceful: boolean, cause?: unknown) => Effect.Effect<void>
 }
@@ -308,7 +311,7 @@ export const make = Effect.fnUntraced(function*(
       case "AnswerThenClose": {
         outcome.box.set(Command.ANSWER, askTag)
         const sent = Effect.catch(outbox.send(outcome.box), (error) =>
-          error._tag === "TooLong" || error._tag === "InvalidKey"
+          error._tag === "TooLong" || error._tag === "InvalidKey" || error._tag === "InvalidValue"
             // Twisted sends nothing and drops the connection when the answer cannot be serialized
             ? Effect.andThen(
               Effect.logError(`AMP: the answer to ${name} cannot be sent: ${error.message}; closing`),
@@ -417,10 +420,13 @@ export const make = Effect.fnUntraced(function*(
     }
   }
 
-  const commandRun = (box: Box, nameBytes: Uint8Array): Effect.Effect<Step | undefined> | Effect.Effect<void> => {
-    const name = latin1(nameBytes, 0, nameBytes.length)
+  const commandRun = (
+    box: Box,
+    nameBytes: Uint8Array,
+    name: string,
+    handler: AnyHandler | undefined
+  ): Effect.Effect<Step | undefined> | Effect.Effect<void> => {
     const askTag = box.get(Command.ASK)
-    const handler = responders.handlers.get(name)
     if (handler === undefined) {
       if (name === "StartTLS") return Effect.succeed<Step>({ _tag: "StartTls", ask: askTag })
       return finish(askTag, name, {
@@ -461,9 +467,19 @@ export const make = Effect.fnUntraced(function*(
     }
   }
 
+  /**
+   * The handler for a command name: the exact name first, then a raw handler by the ASCII upper-cased
+   * name (Twisted's `CommandLocator`, then `SimpleStringLocator`'s `amp_` + `name.upper()`). `StartTLS`
+   * never falls back: Twisted's built-in StartTLS responder wins over any `amp_STARTTLS`.
+   */
+  const locate = (name: string): AnyHandler | undefined =>
+    responders.handlers.get(name) ??
+      (responders.rawByUpperName.size === 0 || name === "StartTLS" ? undefined : responders.rawByUpperName.get(asciiUpper(name)))
+
   const dispatchCommand = (box: Box, nameBytes: Uint8Array): Effect.Effect<Step | undefined> => {
-    const handler = responders.handlers.get(latin1(nameBytes, 0, nameBytes.length))
-    const run = commandRun(box, nameBytes)
+    const name = latin1(nameBytes, 0, nameBytes.length)
+    const handler = locate(name)
+    const run = commandRun(box, nameBytes, name, handler)
     // transitions (StartTLS, switches) and unhandled commands are settled inline, in order
     if (handler === undefined || handler._tag === "SwitchHandler") return run as Effect.Effect<Step | undefined>
     if (running < maxHandlers) {
