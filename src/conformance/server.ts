@@ -190,7 +190,7 @@ export const layer: Layer.Layer<Responders.Responders> = Responders.layer(...han
 // --- serve -------------------------------------------------------------------------------------------
 
 /**
- * Options of {@link serve} (the `amp serve` command line).
+ * Options of {@link serve} (the `effect-amp serve` command line).
  *
  * @since 0.1.0
  * @category models
