@@ -4,7 +4,7 @@
  * `Deliver` for each item (over the same connection, while the client still waits for its answer),
  * then answers. The client refuses one item with a declared error, which reaches the server typed.
  *
- *     node examples/bidirectional.ts
+ *     npm run example -- bidirectional
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect, Schema } from "effect"

@@ -2,8 +2,8 @@
  * Twisted's AMP howto calculator client (ampclient.py), on effect-amp: a sum, and a division by zero
  * whose `ZERO_DIVISION` error arrives as the typed `ZeroDivision` error, caught by its tag.
  *
- *     node examples/calculator-server.ts            # prints LISTENING <port>
- *     node examples/calculator-client.ts --port <port>
+ *     npm run example -- calculator-server            # prints LISTENING <port>
+ *     npm run example -- calculator-client --port <port>
  *
  * Without `--port` it starts the calculator server in-process first, so it also runs on its own.
  * It works the same against Twisted's ampserver.py (see examples/twisted-interop.ts).

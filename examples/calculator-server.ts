@@ -1,11 +1,11 @@
 /**
  * Twisted's AMP howto calculator server (ampserver.py), on effect-amp.
  *
- *     node examples/calculator-server.ts [--port 1234] [--host 127.0.0.1]
+ *     npm run example -- calculator-server [--port 1234] [--host 127.0.0.1]
  *
  * Prints `LISTENING <port>` once it accepts connections (`--port 0`, the default, picks a free port),
  * logs every operation, and serves until Ctrl-C / SIGTERM (then exits 0). Call it with
- * `node examples/calculator-client.ts --port <port>`, with `amp call 127.0.0.1:<port> Sum a=13 b=81`, or
+ * `npm run example -- calculator-client --port <port>`, with `npx effect-amp call 127.0.0.1:<port> Sum a=13 b=81`, or
  * with Twisted's own ampclient.py.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"

@@ -1,7 +1,7 @@
 /**
  * effect-amp in one page: an AMP server and client in one process, over real TCP on 127.0.0.1.
  *
- *     npm start        (node examples/demo.ts)
+ *     npm start        (npm run example -- demo)
  *
  * 1. typed calls: `Sum` with bigint arguments and result;
  * 2. a typed error: `Divide` by zero fails with `ZeroDivision` in the error channel (wire code ZERO_DIVISION);

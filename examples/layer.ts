@@ -3,7 +3,7 @@
  * connection's `Dispatcher`; a domain service (`Calculator`) is built on it, and the program only knows
  * `Calculator`. The connection opens when the layer is built and closes when the program ends.
  *
- *     node examples/layer.ts
+ *     npm run example -- layer
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Context, Effect, Layer } from "effect"

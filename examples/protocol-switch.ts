@@ -3,7 +3,7 @@
  * AMP and the same TCP connection carries another protocol. Here a line protocol: the server answers
  * each line with it upper-cased, until the client sends `bye`.
  *
- *     node examples/protocol-switch.ts
+ *     npm run example -- protocol-switch
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"

@@ -4,7 +4,7 @@
  * throwaway CA, the server (CN=localhost) and the client (CN=example-client) are made with the `openssl`
  * CLI in a temporary folder, removed at the end.
  *
- *     node examples/tls.ts
+ *     npm run example -- tls
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Console, Effect } from "effect"

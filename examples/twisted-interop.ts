@@ -3,7 +3,7 @@
  * (examples/twisted/calculator_server.py), started here as a subprocess with Debian's Twisted
  * (`/usr/bin/python3`; set AMP_PYTHON to use another Python).
  *
- *     node examples/twisted-interop.ts
+ *     npm run example -- twisted-interop
  *
  * Without Twisted it prints how to install it and a `SKIPPED` line, and exits 0.
  */

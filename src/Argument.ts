@@ -39,7 +39,6 @@ import * as Box from "./Box.ts"
 import * as DateTimeValue from "./DateTime.ts"
 import * as DecimalValue from "./Decimal.ts"
 import {
-  type AnyArgument,
   CodecFailure,
   compileFields,
   fastCodecOf,
@@ -67,7 +66,7 @@ export {
  * @since 0.1.0
  * @category models
  */
-export type Any = AnyArgument
+export type Any = Schema.Codec<any, Uint8Array, never, never>
 
 /**
  * A field of an argument set: an argument type, or {@link optional} of one.
@@ -75,7 +74,7 @@ export type Any = AnyArgument
  * @since 0.1.0
  * @category models
  */
-export type Field = AnyArgument | Schema.optionalKey<AnyArgument>
+export type Field = Any | Schema.optionalKey<Any>
 
 /**
  * A record of fields, wire key → field (used by {@link AmpList}, and by commands).
@@ -469,7 +468,7 @@ const DateTimeArg = makeArgument({
  * @since 0.1.0
  * @category models
  */
-export type ListOf<S extends AnyArgument> = Schema.decodeTo<Schema.$Array<Schema.toType<S>>, Schema.Uint8Array>
+export type ListOf<S extends Any> = Schema.decodeTo<Schema.$Array<Schema.toType<S>>, Schema.Uint8Array>
 
 /**
  * A list of values of one argument type (Twisted's `ListOf(elementType)`): each element is encoded
@@ -492,7 +491,7 @@ export type ListOf<S extends AnyArgument> = Schema.decodeTo<Schema.$Array<Schema
  * @since 0.1.0
  * @category constructors
  */
-export const ListOf = <S extends AnyArgument>(element: S): ListOf<S> => {
+export const ListOf = <S extends Any>(element: S): ListOf<S> => {
   const el = fastCodecOf(element)
   return makeArgument({
     name: `ListOf(${el.name})`,
@@ -681,7 +680,7 @@ export const AmpList = <const F extends Fields>(
  * @since 0.1.0
  * @category combinators
  */
-export const optional = <S extends AnyArgument>(argument: S): Schema.optionalKey<S> => Schema.optionalKey(argument)
+export const optional = <S extends Any>(argument: S): Schema.optionalKey<S> => Schema.optionalKey(argument)
 
 /**
  * Makes a new argument type from synchronous `encode`/`decode` functions and the Schema of the value
@@ -733,7 +732,7 @@ export const make = <S extends Schema.Codec<S["Type"], S["Type"], never, never>>
  * @since 0.1.0
  * @category models
  */
-export type FromUnicode<S extends Schema.Codec<any, string, never, never>> = Schema.compose<S, typeof UnicodeArg>
+export type FromUnicode<S extends Schema.Codec<any, string, never, never>> = Schema.compose<S, typeof Unicode>
 
 /**
  * An argument type from any Schema whose encoded side is a string, carried as UTF-8 text (like

@@ -27,7 +27,8 @@ import { Effect, Schema } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { ArgumentError, UnhandledCommand, UnknownRemoteError } from "./AmpError.ts"
 import type { Box } from "./Box.ts"
-import { type AnyArgument, compileFields, FieldFailure, type FieldsCodec } from "./internal/argument.ts"
+import type * as Argument from "./Argument.ts"
+import { compileFields, FieldFailure, type FieldsCodec } from "./internal/argument.ts"
 import { fromLatin1, utf8Encoder, utf8Replace } from "./internal/bytes.ts"
 
 /**
@@ -37,7 +38,7 @@ import { fromLatin1, utf8Encoder, utf8Replace } from "./internal/bytes.ts"
  * @since 0.1.0
  * @category models
  */
-export type Field = AnyArgument | Schema.optionalKey<AnyArgument>
+export type Field = Argument.Field
 
 /**
  * Argument or response fields: wire key → field. Keys are the wire names, so `from` or `dashed-name`

@@ -73,14 +73,17 @@ export class DateTime implements Equal.Equal {
     return toString(this)
   }
 
+  /** What `JSON.stringify` and Effect's pretty-printing show: `{ _id, value }`, value the wire form. */
   toJSON(): unknown {
     return { _id: "AmpDateTime", value: toString(this) }
   }
 
+  /** Effect's structural equality (`Equal.equals`): see {@link equals}. */
   [Equal.symbol](that: Equal.Equal): boolean {
     return that instanceof DateTime && equals(this, that)
   }
 
+  /** Effect's hash, consistent with equality: the hash of the wire form. */
   [Hash.symbol](): number {
     return Hash.string(toString(this))
   }

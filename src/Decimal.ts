@@ -66,14 +66,17 @@ export class Decimal implements Equal.Equal {
     return toString(this)
   }
 
+  /** What `JSON.stringify` and Effect's pretty-printing show: `{ _id, value }`, value the wire form. */
   toJSON(): unknown {
     return { _id: "Decimal", value: toString(this) }
   }
 
+  /** Effect's structural equality (`Equal.equals`): see {@link equals}. */
   [Equal.symbol](that: Equal.Equal): boolean {
     return that instanceof Decimal && equals(this, that)
   }
 
+  /** Effect's hash, consistent with equality: the hash of the wire form. */
   [Hash.symbol](): number {
     return Hash.string(toString(this))
   }

@@ -42,6 +42,10 @@ import { asciiUpper } from "./internal/bytes.ts"
 export interface Handler<C extends Command.Any, R> {
   readonly _tag: "Handler"
   readonly command: C
+  /**
+   * Runs for each incoming `command`: its arguments in, its response (or `quit(response)`) or one of its
+   * declared errors out.
+   */
   readonly handle: (
     args: Command.Arguments<C>
   ) => Effect.Effect<Command.Response<C> | Quit<Command.Response<C>>, Command.Error<C>, R>
@@ -110,6 +114,7 @@ export interface RawError {
 export interface RawHandler<R> {
   readonly _tag: "RawHandler"
   readonly name: string
+  /** Runs for each incoming box named `name`: the box as it came in, the answer box (or a `RawError`) out. */
   readonly handle: (box: Box) => Effect.Effect<Box, RawError, R>
 }
 
@@ -123,6 +128,7 @@ export interface RawHandler<R> {
 export interface SwitchHandler<C extends Command.Any, R> {
   readonly _tag: "SwitchHandler"
   readonly command: C
+  /** Decides on a switch request: the protocol to run once the answer is out, or a declared error (no switch). */
   readonly handle: (
     args: Command.Arguments<C>
   ) => Effect.Effect<

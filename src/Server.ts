@@ -124,7 +124,7 @@ export class ServeError extends Schema.TaggedError<ServeError>()("ServeError", {
   }
 }
 
-/** Default of {@link ServeOptions.maxConnections}. @since 0.1.0 @category constants */
+/** Default of `maxConnections` in {@link ServeOptions}. @since 0.1.0 @category constants */
 export const DEFAULT_MAX_CONNECTIONS = 10_000
 
 const makeServer = Effect.fnUntraced(function*(options: ServeOptions) {

@@ -1,7 +1,8 @@
 /**
- * The `amp` command line, run as a real process (`node bin/amp.ts …`): `amp call` against our
- * conformance server (plain and StartTLS), an in-process server on a Unix socket, and real Twisted
- * servers; `amp decode` on captured streams; `amp serve` / `amp check`; help and usage errors.
+ * The `effect-amp` command line, run as a real process (`node src/cli/bin.ts …`, the built package's bin is
+ * run by package.test.ts): `call` against our conformance server (plain and StartTLS), an in-process server
+ * on a Unix socket, and real Twisted servers; `decode` on captured streams; `serve` / `check`; help, version
+ * and usage errors.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
@@ -13,6 +14,7 @@ import { afterAll, beforeAll } from "vitest"
 import * as Box from "../src/Box.ts"
 import { layer as conformanceResponders } from "../src/conformance/server.ts"
 import { decodeStream } from "../src/cli/decode.ts"
+import { checkNames, resolveCheckNames } from "../src/conformance/client.ts"
 import { escape } from "../src/cli/format.ts"
 import * as Client from "../src/Client.ts"
 import * as C from "../src/conformance/commands.ts"
@@ -23,7 +25,7 @@ import { killRemaining, node, root, run, type RunResult, type Server as Process,
 import { describeTwisted, python, twistedDir } from "./support/twisted.ts"
 
 const amp = (...args: ReadonlyArray<string>): Promise<RunResult> =>
-  run(node, [Path.join(root, "bin", "amp.ts"), ...args], { timeoutMillis: 20_000 })
+  run(node, [Path.join(root, "src", "cli", "bin.ts"), ...args], { timeoutMillis: 20_000 })
 
 /** A port nobody listens on. */
 const freePort = (): Promise<number> =>
@@ -48,7 +50,7 @@ beforeAll(async () => {
   unixPath = Path.join(tmp, "amp.sock")
   // our conformance server with StartTLS enabled (plain calls work the same)
   const serving = startServer(node, [
-    Path.join(root, "bin", "amp.ts"), "serve", "--port", "0",
+    Path.join(root, "src", "cli", "bin.ts"), "serve", "--port", "0",
     "--tls-cert", certs.serverCert, "--tls-key", certs.serverKey, "--tls-ca", certs.ca
   ])
   // an in-process server on a Unix socket
@@ -246,7 +248,7 @@ describe("amp serve / amp check", () => {
   })
 
   it("SIGTERM lets an in-flight answer out before the server exits (graceful by default)", async () => {
-    const server = await startServer(node, [Path.join(root, "bin", "amp.ts"), "serve", "--port", "0"])
+    const server = await startServer(node, [Path.join(root, "src", "cli", "bin.ts"), "serve", "--port", "0"])
     const answer = Effect.runPromise(
       Effect.scoped(Effect.gen(function*() {
         const client = yield* Client.connect({ port: server.port }).pipe(Effect.provide(Responders.empty))
@@ -258,9 +260,27 @@ describe("amp serve / amp check", () => {
     assert.deepStrictEqual(await answer, { value: 42n })
     assert.deepStrictEqual(exit, { code: 0, signal: null })
   }, 20_000)
+  it("check --only takes what a user types: command names, prefixes, any case (the README's example)", async () => {
+    const r = await amp("check", "--connect", `127.0.0.1:${ours.port}`, "--only", "Sum,DivideByZero")
+    assert.strictEqual(r.code, 0, r.stdout + r.stderr)
+    assert.strictEqual(r.stdout, "PASS DivideByZero\nPASS SumPipelined1000\n2 passed, 0 failed\n")
+    assert.deepStrictEqual(resolveCheckNames(["divide"]), { names: ["Divide"], unknown: [] })
+    assert.deepStrictEqual(
+      resolveCheckNames(["echo"]).names,
+      checkNames.filter((name) => name.startsWith("Echo"))
+    )
+    assert.isAtLeast(resolveCheckNames(["Echo"]).names.length, 10)
+  })
+
+  it("check --only with a name that selects nothing exits 64 and lists the checks", async () => {
+    const r = await amp("check", "--connect", `127.0.0.1:${ours.port}`, "--only", "Sum,Nope")
+    assert.strictEqual(r.code, 64, r.stdout + r.stderr)
+    assert.include(r.stderr, "unknown check(s): Nope (the checks: EchoInteger,")
+    assert.strictEqual(r.stdout, "")
+  })
 
   it("serve exits 0 on SIGTERM", async () => {
-    const server = await startServer(node, [Path.join(root, "bin", "amp.ts"), "serve", "--port", "0"])
+    const server = await startServer(node, [Path.join(root, "src", "cli", "bin.ts"), "serve", "--port", "0"])
     assert.match(server.output().stdout, /^LISTENING \d+\n$/)
     const exit = await server.stop()
     assert.deepStrictEqual(exit, { code: 0, signal: null })
@@ -328,13 +348,31 @@ describe("amp decode", () => {
   })
 })
 
-describe("amp --help", () => {
-  it("every subcommand has help with examples", async () => {
+describe("effect-amp --help / --version", () => {
+  it("every subcommand has help with examples, under the bin's name, pointing nowhere outside the package", async () => {
     const results = await Promise.all(["call", "serve", "check", "decode"].map((sub) => amp(sub, "--help")))
     for (const r of results) {
       assert.strictEqual(r.code, 0)
       assert.include(r.stdout, "EXAMPLES")
-      assert.include(r.stdout, "amp ")
+      assert.include(r.stdout, "effect-amp ")
+      assert.notMatch(r.stdout, /(^|\s)amp (call|serve|check|decode)/m, "examples use the bin's name")
+      assert.notInclude(r.stdout, "shared/")
     }
+    assert.include(results[1]!.stdout, "docs/conformance.md")
+    assert.isTrue(Fs.existsSync(Path.join(root, "docs", "conformance.md")))
+  })
+
+  it("docs/conformance.md lists every check, in the order they run", () => {
+    const doc = Fs.readFileSync(Path.join(root, "docs", "conformance.md"), "utf8")
+    const section = doc.slice(doc.indexOf("## The checks"))
+    const listed = section.slice(0, section.indexOf("\n\n", section.indexOf("In the order"))).match(/`[A-Za-z0-9]+`/g)
+    assert.deepStrictEqual(listed?.map((name) => name.slice(1, -1)), [...checkNames])
+  })
+
+  it("--version is package.json's version", async () => {
+    const { version } = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8"))
+    const r = await amp("--version")
+    assert.strictEqual(r.code, 0)
+    assert.strictEqual(r.stdout.trim(), `effect-amp v${version}`)
   })
 })

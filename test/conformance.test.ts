@@ -18,8 +18,8 @@ import {
   startServer
 } from "./support/process.ts"
 
-const serverMain = ["bin/amp.ts", "serve"]
-const clientMain = ["bin/amp.ts", "check"]
+const serverMain = ["src/cli/bin.ts", "serve"]
+const clientMain = ["src/cli/bin.ts", "check"]
 
 let certs: TestCerts
 let plain: Server

@@ -1,6 +1,8 @@
 /**
- * Every example runs with one command (`node examples/<name>.ts`), exits 0 by itself (the calculator
- * server runs until SIGTERM, then exits 0) and prints its key lines.
+ * Every example runs with one command (`npm run example -- <name>`, which is
+ * `node --conditions=effect-amp-source scripts/example.ts <name>` on the pinned Node: run here without npm
+ * in between), exits 0 by itself (the calculator server runs until SIGTERM, then exits 0) and prints its
+ * key lines.
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as Fs from "node:fs"
@@ -9,8 +11,16 @@ import { afterAll } from "vitest"
 import { killRemaining, node, root, run, type RunResult, startServer } from "./support/process.ts"
 import { twistedVersion } from "./support/twisted.ts"
 
+/** The `example` npm script's command, with the arguments npm would append. */
+const exampleCommand = (name: string, ...args: ReadonlyArray<string>): ReadonlyArray<string> => [
+  "--conditions=effect-amp-source",
+  Path.join(root, "scripts", "example.ts"),
+  name.replace(/\.ts$/, ""),
+  ...args
+]
+
 const example = (name: string, ...args: ReadonlyArray<string>): Promise<RunResult> =>
-  run(node, [Path.join(root, "examples", name), ...args], { timeoutMillis: 30_000 })
+  run(node, exampleCommand(name, ...args), { timeoutMillis: 30_000 })
 
 /** Asserts a clean exit and that every expected line is in stdout, in this order. */
 const assertLines = (result: RunResult, expected: ReadonlyArray<string>): void => {
@@ -45,7 +55,19 @@ describe.concurrent("examples", () => {
     const files = Fs.readdirSync(Path.join(root, "examples")).filter((f) => f.endsWith(".ts"))
     assert.deepStrictEqual(files.filter((f) => f !== "calculator-protocol.ts").sort(), [...tested].sort())
     const scripts = JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")).scripts
-    assert.strictEqual(scripts.start, "node examples/demo.ts")
+    assert.strictEqual(scripts.start, "node --conditions=effect-amp-source examples/demo.ts")
+    assert.strictEqual(scripts.example, "node --conditions=effect-amp-source scripts/example.ts")
+  })
+
+  it("npm run example: lists the examples without a name, refuses an unknown one (exit 64)", async () => {
+    const [list, unknown] = await Promise.all([
+      run(node, exampleCommand("").slice(0, 2)),
+      run(node, exampleCommand("no-such-example"))
+    ])
+    assert.strictEqual(list.code, 0)
+    assert.include(list.stderr, "examples: bidirectional, calculator-client, calculator-server, demo, layer,")
+    assert.strictEqual(unknown.code, 64)
+    assert.include(unknown.stderr, "unknown example: no-such-example")
   })
 
   it("demo.ts (npm start): typed calls, a typed error, a server-initiated call, a notification", async () => {
@@ -61,7 +83,7 @@ describe.concurrent("examples", () => {
   })
 
   it("calculator-server.ts + calculator-client.ts --port (Twisted's howto calculator)", async () => {
-    const server = await startServer(node, [Path.join(root, "examples", "calculator-server.ts"), "--port", "0"])
+    const server = await startServer(node, exampleCommand("calculator-server", "--port", "0"))
     try {
       const [client, standalone] = await Promise.all([
         example("calculator-client.ts", "--port", String(server.port)),
@@ -101,7 +123,7 @@ describe.concurrent("examples", () => {
   })
 
   it("twisted-interop.ts without Twisted: install hint, SKIPPED, exit 0", async () => {
-    const r = await run("/usr/bin/env", ["AMP_PYTHON=/nonexistent/python3", node, Path.join(root, "examples", "twisted-interop.ts")])
+    const r = await run("/usr/bin/env", ["AMP_PYTHON=/nonexistent/python3", node, ...exampleCommand("twisted-interop")])
     assertLines(r, ["  sudo apt-get install python3-twisted", "SKIPPED twisted-interop: Twisted is not installed"])
   })
 

@@ -74,7 +74,7 @@ describeTwisted("call-back storm with real Twisted", () => {
   let twisted: ServerProcess
   beforeAll(async () => {
     ;[ours, twisted] = await Promise.all([
-      startServer(node, ["bin/amp.ts", "serve", "--port", "0"]),
+      startServer(node, ["src/cli/bin.ts", "serve", "--port", "0"]),
       startServer(python, [peer, "server", "--port", "0"])
     ])
   }, 40_000)

@@ -13,8 +13,8 @@ import { assertAllPassed, killRemaining, node, run, type RunResult, type Server,
 import { describeTwisted, python, twistedDir } from "./support/twisted.ts"
 
 const peer = Path.join(twistedDir, "peer.py")
-const serverMain = ["bin/amp.ts", "serve"]
-const clientMain = ["bin/amp.ts", "check"]
+const serverMain = ["src/cli/bin.ts", "serve"]
+const clientMain = ["src/cli/bin.ts", "check"]
 
 /** peer.py's check names, from `peer.py client --list` (the same names as ours). */
 let twistedChecks: ReadonlyArray<string> = []

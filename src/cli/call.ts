@@ -1,5 +1,5 @@
 /**
- * `amp call`: one AMP command with raw values, as Twisted's `callRemoteString` does it. Connects (TCP or
+ * `effect-amp call`: one AMP command with raw values, as Twisted's `callRemoteString` does it. Connects (TCP or
  * Unix socket), optionally runs StartTLS first (AMP's TLS starts on a plain connection), sends the box,
  * waits for the answer, and reports it.
  *

@@ -1,5 +1,5 @@
 /**
- * `amp decode`: shows a captured AMP byte stream box by box.
+ * `effect-amp decode`: shows a captured AMP byte stream box by box.
  *
  * ```text
  * box 1 @0

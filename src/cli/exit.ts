@@ -1,5 +1,5 @@
 /**
- * Exit codes of the `amp` command, as a typed error carrying the code (read by the runtime's teardown).
+ * Exit codes of the `effect-amp` command, as a typed error carrying the code (read by the runtime's teardown).
  * The message has already been printed when this error is raised, so the runtime does not log it.
  *
  * @internal
@@ -10,7 +10,7 @@ import { Console, Effect, Runtime } from "effect"
 export const ExitCode = {
   /** Success. */
   ok: 0,
-  /** `amp call`: the peer answered with an error box; `amp decode`: a framing error; `amp check`: a check failed. */
+  /** `effect-amp call`: the peer answered with an error box; `effect-amp decode`: a framing error; `effect-amp check`: a check failed. */
   failed: 1,
   /** The connection could not be made or was lost (refused, TLS failure, timeout). */
   connection: 2,
@@ -30,9 +30,9 @@ export class CliExit {
   }
 }
 
-/** Prints `amp: <message>` on stderr and fails with `code`. */
+/** Prints `effect-amp: <message>` on stderr and fails with `code`. */
 export const fail = (code: number, message: string): Effect.Effect<never, CliExit> =>
-  Effect.andThen(Console.error(`amp: ${message}`), Effect.fail(new CliExit(code)))
+  Effect.andThen(Console.error(`effect-amp: ${message}`), Effect.fail(new CliExit(code)))
 
 /** A usage error: prints the message and fails with exit code 64. */
 export const usage = (message: string): Effect.Effect<never, CliExit> => fail(ExitCode.usage, message)

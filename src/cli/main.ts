@@ -1,5 +1,6 @@
 /**
- * The `amp` command line: `amp call`, `amp serve`, `amp check`, `amp decode`.
+ * The `effect-amp` command line: `effect-amp call`, `effect-amp serve`, `effect-amp check`,
+ * `effect-amp decode` (`npm run amp -- …` in a checkout).
  *
  * Exit codes: 0 success; 1 an error answer (`call`), a framing error (`decode`), a failed check
  * (`check`); 2 a connection failure (refused, TLS, timeout, lost); 64 a bad command line.
@@ -14,6 +15,7 @@ import { Argument, CliError, Command, Flag } from "effect/cli"
 import { call, renderAnswer, renderError } from "./call.ts"
 import { decodeStream, readInput, render } from "./decode.ts"
 import { CliExit, ExitCode, fail, usage } from "./exit.ts"
+import { packageVersion } from "../internal/version.ts"
 import { parseAssignments, parseHostPort, type Target, UsageError } from "./values.ts"
 
 /** Runs a synchronous parser that throws `UsageError`, as a usage failure. */
@@ -30,7 +32,7 @@ const parsing = <A>(f: () => A): Effect.Effect<A, CliExit> =>
 const optionalString = (name: string, description: string) =>
   Flag.String(name).pipe(Flag.withDescription(description), Flag.optional)
 
-// --- amp call ------------------------------------------------------------------------------------------
+// --- effect-amp call ------------------------------------------------------------------------------------------
 
 const callCommand = Command.make(
   "call",
@@ -129,16 +131,16 @@ const callCommand = Command.make(
       "ERROR <code>: <description> and exits 1; a connection failure exits 2."
   ),
   Command.withExamples([
-    { command: "amp call 127.0.0.1:7001 Sum a=13 b=81", description: "Call Sum; prints total=94" },
-    { command: "amp call 127.0.0.1:7001 EchoString value:hex=00ff10 --json", description: "Binary value in, JSON out" },
-    { command: "amp call 127.0.0.1:7001 EchoString value=@photo.jpg", description: "A file's bytes as the value" },
-    { command: "amp call --unix /tmp/amp.sock Greet name=Ada", description: "Over a Unix socket" },
-    { command: "amp call localhost:7001 ConnectionInfo --tls --ca ca.pem", description: "StartTLS first, verify the server" },
-    { command: "amp call 127.0.0.1:7001 Notify channel=c message=hi --no-answer", description: "A notification: no answer awaited" }
+    { command: "effect-amp call 127.0.0.1:7001 Sum a=13 b=81", description: "Call Sum; prints total=94" },
+    { command: "effect-amp call 127.0.0.1:7001 EchoString value:hex=00ff10 --json", description: "Binary value in, JSON out" },
+    { command: "effect-amp call 127.0.0.1:7001 EchoString value=@photo.jpg", description: "A file's bytes as the value" },
+    { command: "effect-amp call --unix /tmp/amp.sock Greet name=Ada", description: "Over a Unix socket" },
+    { command: "effect-amp call localhost:7001 ConnectionInfo --tls --ca ca.pem", description: "StartTLS first, verify the server" },
+    { command: "effect-amp call 127.0.0.1:7001 Notify channel=c message=hi --no-answer", description: "A notification: no answer awaited" }
   ])
 )
 
-// --- amp serve -----------------------------------------------------------------------------------------
+// --- effect-amp serve -----------------------------------------------------------------------------------------
 
 /**
  * `npm run conformance:server` puts npm between the caller and us, and npm does not pass SIGTERM on: a
@@ -174,7 +176,7 @@ const serveCommand = Command.make(
   Effect.fn(function*(flags) {
     signalExitCode = 0
     stopWithParent()
-    // loaded on demand: `amp call` and `amp decode` do not need the conformance command set
+    // loaded on demand: `effect-amp call` and `effect-amp decode` do not need the conformance command set
     const Conformance = yield* Effect.promise(() => import("../conformance/server.ts"))
     yield* Conformance.serve({
       port: flags.port,
@@ -192,20 +194,21 @@ const serveCommand = Command.make(
   })
 ).pipe(
   Command.withDescription(
-    "Run the AMP conformance server (shared/spec/conformance-service.md): prints LISTENING <port> once " +
-      "it accepts connections and serves until SIGTERM/SIGINT, then exits 0. Same as npm run conformance:server."
+    "Run the AMP conformance server (the command set is described in docs/conformance.md of the " +
+      "effect-amp package): prints LISTENING <port> once it accepts connections and serves until " +
+      "SIGTERM/SIGINT, then exits 0. Same as npm run conformance:server in a checkout."
   ),
   Command.withExamples([
-    { command: "amp serve --port 0", description: "Serve on a free port of 127.0.0.1" },
-    { command: "amp serve --port 7001 --tls-cert server.pem --tls-key server-key.pem", description: "Allow StartTLS" },
+    { command: "effect-amp serve --port 0", description: "Serve on a free port of 127.0.0.1" },
+    { command: "effect-amp serve --port 7001 --tls-cert server.pem --tls-key server-key.pem", description: "Allow StartTLS" },
     {
-      command: "amp serve --port 7001 --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --require-client-cert",
+      command: "effect-amp serve --port 7001 --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --require-client-cert",
       description: "Require client certificates signed by ca.pem"
     }
   ])
 )
 
-// --- amp check -----------------------------------------------------------------------------------------
+// --- effect-amp check -----------------------------------------------------------------------------------------
 
 const checkCommand = Command.make(
   "check",
@@ -214,7 +217,11 @@ const checkCommand = Command.make(
     tlsCa: optionalString("tls-ca", "CA certificate (PEM) for the StartTLS checks"),
     tlsCert: optionalString("tls-cert", "Client certificate (PEM) for the StartTLS checks"),
     tlsKey: optionalString("tls-key", "Private key (PEM) of --tls-cert"),
-    only: optionalString("only", "Run only these checks (comma-separated names)")
+    only: optionalString(
+      "only",
+      "Run only these checks: comma-separated check names or command names, any case; a name that is not a " +
+        "check selects the checks starting with it (Sum runs SumPipelined1000, Echo every Echo check)"
+    )
   },
   Effect.fn(function*(flags) {
     const { host, port } = yield* parsing(() => parseHostPort(flags.connect))
@@ -237,16 +244,16 @@ const checkCommand = Command.make(
   Command.withDescription(
     "Run the AMP conformance client against a server implementing the conformance command set: one " +
       "PASS/FAIL line per check, then 'N passed, M failed'; exits 0 only if every check passed. " +
-      "Same as npm run conformance:client."
+      "Same as npm run conformance:client in a checkout."
   ),
   Command.withExamples([
-    { command: "amp check --connect 127.0.0.1:7001", description: "Every check" },
-    { command: "amp check --connect 127.0.0.1:7001 --only Divide,DivideByZero", description: "Some checks" },
-    { command: "amp check --connect 127.0.0.1:7001 --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem", description: "With TLS material" }
+    { command: "effect-amp check --connect 127.0.0.1:7001", description: "Every check" },
+    { command: "effect-amp check --connect 127.0.0.1:7001 --only Sum,DivideByZero", description: "Some checks (names or prefixes)" },
+    { command: "effect-amp check --connect 127.0.0.1:7001 --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem", description: "With TLS material" }
   ])
 )
 
-// --- amp decode ----------------------------------------------------------------------------------------
+// --- effect-amp decode ----------------------------------------------------------------------------------------
 
 const decodeCommand = Command.make(
   "decode",
@@ -273,23 +280,23 @@ const decodeCommand = Command.make(
       "(escaped), then marks an incomplete box at the end, or a framing error with its byte offset (exit 1)."
   ),
   Command.withExamples([
-    { command: "amp decode capture.bin", description: "Raw bytes from a file" },
-    { command: "echo '0003 616263 0001 31 0000' | amp decode --hex", description: "Hex text from stdin" },
-    { command: "tcpdump -w - ... | amp decode -", description: "Standard input" }
+    { command: "effect-amp decode capture.bin", description: "Raw bytes from a file" },
+    { command: "echo '0003 616263 0001 31 0000' | effect-amp decode --hex", description: "Hex text from stdin" },
+    { command: "tcpdump -w - ... | effect-amp decode -", description: "Standard input" }
   ])
 )
 
-// --- amp -------------------------------------------------------------------------------------------
+// --- effect-amp ------------------------------------------------------------------------------------
 
-/** The `amp` command. @since 0.1.0 @category commands */
-export const amp = Command.make("amp").pipe(
+/** The `effect-amp` command. @since 0.1.0 @category commands */
+export const amp = Command.make("effect-amp").pipe(
   Command.withDescription("AMP (Twisted's Asynchronous Messaging Protocol) from the command line"),
   Command.withSubcommands([callCommand, serveCommand, checkCommand, decodeCommand]),
   Command.withExamples([
-    { command: "amp call 127.0.0.1:7001 Sum a=13 b=81", description: "Call a command" },
-    { command: "amp serve --port 0", description: "Run the conformance server" },
-    { command: "amp check --connect 127.0.0.1:7001", description: "Run the conformance checks" },
-    { command: "amp decode capture.bin", description: "Decode a captured stream" }
+    { command: "effect-amp call 127.0.0.1:7001 Sum a=13 b=81", description: "Call a command" },
+    { command: "effect-amp serve --port 0", description: "Run the conformance server" },
+    { command: "effect-amp check --connect 127.0.0.1:7001", description: "Run the conformance checks" },
+    { command: "effect-amp decode capture.bin", description: "Decode a captured stream" }
   ])
 )
 
@@ -302,18 +309,18 @@ const teardown: Runtime.Teardown = (exit, onExit) => {
   const error = Cause.squash(exit.cause)
   if (error instanceof CliExit) return onExit(error.code)
   if (CliError.isCliError(error)) {
-    // ShowHelp without errors: `amp` alone, which prints the help
+    // ShowHelp without errors: `effect-amp` alone, which prints the help
     return onExit(error._tag === "ShowHelp" && error.errors.length === 0 ? 0 : ExitCode.usage)
   }
-  process.stderr.write(`amp: ${error instanceof Error ? error.message : String(error)}\n`)
+  process.stderr.write(`effect-amp: ${error instanceof Error ? error.message : String(error)}\n`)
   return onExit(1)
 }
 
 /** The program, reading its arguments from the process. @since 0.1.0 @category running */
 export const program = amp.pipe(
-  Command.run({ version: "0.1.0" }),
+  Command.run({ version: packageVersion }),
   Effect.provide(NodeServices.layer)
 )
 
-/** Runs `amp` as the process's main program. @since 0.1.0 @category running */
+/** Runs `effect-amp` as the process's main program. @since 0.1.0 @category running */
 export const main = (): void => NodeRuntime.runMain(program, { teardown, disableErrorReporting: true })

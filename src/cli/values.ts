@@ -1,5 +1,5 @@
 /**
- * Command-line values for `amp call`: `HOST:PORT` targets and `key=value` arguments.
+ * Command-line values for `effect-amp call`: `HOST:PORT` targets and `key=value` arguments.
  *
  * - `key=text`: the text's UTF-8 bytes (`key=` is an empty value).
  * - `key=@path`: the bytes of a file (`key=@-` reads standard input).
@@ -73,7 +73,7 @@ const readFile = (path: string, key: string): Uint8Array => {
   }
 }
 
-/** Keys `amp call` sets itself. */
+/** Keys `effect-amp call` sets itself. */
 const reserved = new Set(["_command", "_ask"])
 
 /**
@@ -93,7 +93,7 @@ export const parseAssignment = (arg: string): readonly [string, Uint8Array] => {
   if (key.length === 0) throw new UsageError(`empty key in ${JSON.stringify(arg)}`)
   const wire = wireKey(key)
   if (wire.length > 255) throw new UsageError(`key ${JSON.stringify(key)} is longer than 255 bytes`)
-  if (reserved.has(wire)) throw new UsageError(`${key} is set by amp call itself`)
+  if (reserved.has(wire)) throw new UsageError(`${key} is set by effect-amp call itself`)
   let bytes: Uint8Array
   switch (kind) {
     case "hex":

@@ -24,7 +24,7 @@ import { expectedWire, SAMPLE_PATH, sampleItems, same, samples, show, UNICODE_TE
 import * as Server from "./server.ts"
 
 /**
- * Options of {@link check} (the `amp check` command line).
+ * Options of {@link check} (the `effect-amp check` command line).
  *
  * @since 0.1.0
  * @category models
@@ -35,7 +35,7 @@ export interface CheckOptions {
   readonly tlsCa?: string | undefined
   readonly tlsCert?: string | undefined
   readonly tlsKey?: string | undefined
-  /** Run only these checks (by name). */
+  /** Run only these checks: check names or command names, resolved by {@link resolveCheckNames}. */
   readonly only?: ReadonlyArray<string> | undefined
   /** Per-check timeout (default 10 s). */
   readonly timeoutMillis?: number | undefined
@@ -643,6 +643,30 @@ const echoRoundTrips = (socket: Socket.Socket, payloads: ReadonlyArray<Uint8Arra
 /** The names of every check, in order (`StartTLS` needs `tlsCa`). @since 0.1.0 @category checks */
 export const checkNames: ReadonlyArray<string> = checks.map((c) => c.name)
 
+/**
+ * Resolves the names given to `only` (what a user types: a check's name, or a command's name such as
+ * `Sum`) to check names. Case does not matter; a name that is not a check selects every check whose
+ * name starts with it (`Sum` → `SumPipelined1000`, `Echo` → every echo check). `unknown` lists the
+ * names that select nothing.
+ *
+ * @since 0.1.0
+ * @category checks
+ */
+export const resolveCheckNames = (
+  only: ReadonlyArray<string>
+): { readonly names: ReadonlyArray<string>; readonly unknown: ReadonlyArray<string> } => {
+  const selected = new Set<string>()
+  const unknown: Array<string> = []
+  for (const name of only) {
+    const wanted = name.toLowerCase()
+    const exact = checkNames.filter((c) => c.toLowerCase() === wanted)
+    const matches = exact.length > 0 ? exact : checkNames.filter((c) => c.toLowerCase().startsWith(wanted))
+    if (matches.length === 0) unknown.push(name)
+    for (const c of matches) selected.add(c)
+  }
+  return { names: checkNames.filter((c) => selected.has(c)), unknown }
+}
+
 const describeError = (error: unknown, timeoutMillis: number): string => {
   let text: string
   if (error instanceof CheckFailed) text = error.message
@@ -693,13 +717,13 @@ export const check = (options: CheckOptions): Effect.Effect<{ passed: number; fa
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
       return yield* Effect.fail(new CheckConfigError("--tls-cert and --tls-key go together"))
     }
-    const unknown = (options.only ?? []).filter((name) => !checkNames.includes(name))
-    if (unknown.length > 0) {
+    const only = options.only === undefined ? undefined : resolveCheckNames(options.only)
+    if (only !== undefined && only.unknown.length > 0) {
       return yield* Effect.fail(
-        new CheckConfigError(`unknown check(s): ${unknown.join(", ")} (the checks: ${checkNames.join(", ")})`)
+        new CheckConfigError(`unknown check(s): ${only.unknown.join(", ")} (the checks: ${checkNames.join(", ")})`)
       )
     }
-    if (options.only?.includes("StartTLS") === true && options.tlsCa === undefined) {
+    if (only?.names.includes("StartTLS") === true && options.tlsCa === undefined) {
       return yield* Effect.fail(new CheckConfigError("the StartTLS check needs --tls-ca"))
     }
     let tls: TlsOptions | undefined
@@ -715,7 +739,7 @@ export const check = (options: CheckOptions): Effect.Effect<{ passed: number; fa
     const responders = Server.layerWith(state)
     const ctx: Context = { options, tls, clientCertCn, state }
     const selected = checks.filter((c) =>
-      (options.only === undefined ? true : options.only.includes(c.name)) && (c.needsTls !== true || tls !== undefined)
+      (only === undefined ? true : only.names.includes(c.name)) && (c.needsTls !== true || tls !== undefined)
     )
     let passed = 0
     let failed = 0

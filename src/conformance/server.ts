@@ -231,7 +231,7 @@ const layerWithoutTls: Layer.Layer<Responders.Responders> = Responders.layer(
 // --- serve -------------------------------------------------------------------------------------------
 
 /**
- * Options of {@link serve} (the `amp serve` command line).
+ * Options of {@link serve} (the `effect-amp serve` command line).
  *
  * @since 0.1.0
  * @category models

@@ -109,10 +109,14 @@ export interface RunResult {
 export const run = (
   command: string,
   args: ReadonlyArray<string>,
-  options?: { readonly timeoutMillis?: number; readonly cwd?: string }
+  options?: { readonly timeoutMillis?: number; readonly cwd?: string; readonly env?: NodeJS.ProcessEnv }
 ): Promise<RunResult> =>
   new Promise((resolve) => {
-    const child = spawn(command, args, { cwd: options?.cwd ?? root, stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(command, args, {
+      cwd: options?.cwd ?? root,
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(options?.env !== undefined ? { env: options.env } : {})
+    })
     live.add(child)
     let stdout = ""
     let stderr = ""
