@@ -57,6 +57,11 @@ const snippets: ReadonlyArray<Snippet> = [
     insideGen: true
   },
   {
+    match: "NodeRuntime.runMain(main) // SIGTERM: in-flight answers go out, then the process exits",
+    prelude: "import { Layer } from \"effect\"\nimport { Responders, Server } from \"effect-amp\"\n" +
+      "declare const Handlers: Layer.Layer<Responders.Responders>\n"
+  },
+  {
     match: "const SwitchToEcho = ProtocolSwitch.make(\"SwitchToEcho\")",
     prelude: imports + "declare const connection: Connection.Connection\ndeclare const echoProtocol: ProtocolSwitch.InnerProtocol\n",
     insideGen: true
