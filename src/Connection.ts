@@ -94,6 +94,8 @@ export interface TransportOptions {
   readonly raw?: Duplex | undefined
   /** The host we connected to (default TLS server name for hostname checks). */
   readonly host?: string | undefined
+  /** Why StartTLS is impossible without `raw` (the `TlsError` reason and the refusal sent to the peer). */
+  readonly noTlsReason?: string | undefined
 }
 
 /**
@@ -520,7 +522,7 @@ export const make = Effect.fnUntraced(function*(
           handle.finish(ask, StartTLS.name, { _tag: "Error", code: TLS_UNAVAILABLE, description, fatal: false }),
           "continue" as const
         )
-      if (raw === undefined) return yield* refuse("TLS not available on this transport")
+      if (raw === undefined) return yield* refuse(transport?.noTlsReason ?? "TLS not available on this transport")
       if (role === "server" && (tlsOptions.key === undefined || tlsOptions.cert === undefined)) {
         return yield* refuse("TLS not available")
       }
@@ -753,7 +755,7 @@ export const make = Effect.fnUntraced(function*(
   const startTLS = (tlsOptions?: TlsOptions): Effect.Effect<void, OnlyOneTLS | TlsError | Dispatcher.CallError> =>
     Effect.gen(function*() {
       if (tlsState !== "none") return yield* new OnlyOneTLS()
-      if (raw === undefined) return yield* new TlsError({ reason: "this transport cannot start TLS" })
+      if (raw === undefined) return yield* new TlsError({ reason: transport?.noTlsReason ?? "this transport cannot start TLS" })
       const merged: TlsOptions = { ...options?.tls, ...tlsOptions }
       tlsState = "starting"
       const hold = new Hold()
