@@ -76,6 +76,8 @@ export interface TransportOptions {
   readonly raw?: Duplex | undefined
   /** The host we connected to (default TLS server name for hostname checks). */
   readonly host?: string | undefined
+  /** Why StartTLS is impossible without `raw` (the `TlsError` reason and the refusal sent to the peer). */
+  readonly noTlsReason?: string | undefined
 }
 
 /**
@@ -186,6 +188,7 @@ export const make = Effect.fnUntraced(function*(
   const core: Core = {
     role: transport?.role ?? "client",
     host: transport?.host,
+    noTlsReason: transport?.noTlsReason,
     state,
     engine,
     writer,

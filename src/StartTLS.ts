@@ -297,7 +297,7 @@ export const respond = (
         core.engine.finish(ask, StartTLS.name, { _tag: "Error", code: TLS_ERROR, description, fatal: false }),
         "continue" as const
       )
-    if (core.raw === undefined) return yield* refuse("TLS not available on this transport")
+    if (core.raw === undefined) return yield* refuse(core.noTlsReason ?? "TLS not available on this transport")
     if (core.role === "server" && (options.key === undefined || options.cert === undefined)) {
       return yield* refuse("TLS not available")
     }
@@ -345,7 +345,7 @@ export const initiate = (core: Core, options: TlsOptions): Effect.Effect<void, O
   Effect.suspend((): Effect.Effect<void, OnlyOneTLS | TlsError | CallError> => {
     const state = core.state.current._tag
     if (state === "TlsPending" || state === "Tls") return Effect.fail(new OnlyOneTLS())
-    if (core.raw === undefined) return Effect.fail(new TlsError({ reason: "this transport cannot start TLS" }))
+    if (core.raw === undefined) return Effect.fail(new TlsError({ reason: core.noTlsReason ?? "this transport cannot start TLS" }))
     if (state !== "Plain") return Effect.fail(new TlsError({ reason: `cannot start TLS now (${state})` }))
     const transition: TlsTransition = {
       _tag: "StartTls",

@@ -37,6 +37,8 @@ export interface Core {
   readonly role: "client" | "server"
   /** The host we connected to (default TLS server name). */
   readonly host: string | undefined
+  /** Why StartTLS is impossible on a transport without a Node stream (e.g. "use wss:" for WebSocket). */
+  readonly noTlsReason: string | undefined
   readonly state: Machine
   readonly engine: Engine
   readonly writer: Writer
