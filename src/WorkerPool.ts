@@ -9,7 +9,8 @@
  *   calls at once (default 1, as ampoule). Callers beyond `max × concurrency` wait their turn (an Effect
  *   `Semaphore`), so a burst queues instead of piling onto the workers.
  * - `callTimeout`: a call not answered in time fails with {@link CallTimeout} and its worker, presumed
- *   stuck, is recycled (killed: SIGTERM, then SIGKILL; its other calls fail with `ChildExited`).
+ *   stuck, is recycled (killed: SIGTERM, then SIGKILL; its other calls fail with `ChildExited`). Calls to
+ *   a worker that has not answered yet get `startTimeout` more: the worker may still be starting.
  * - A worker that exits or crashes fails its calls with `ChildExited` (exit code or signal, last stderr
  *   lines); the others go on, and a replacement is started (after a growing delay if workers keep dying
  *   before answering anything). Starting a worker is retried with `spawnRetry` (an Effect `Schedule`).
@@ -42,8 +43,13 @@ export interface Options extends ChildProcess.SpawnOptions {
   readonly max?: number | undefined
   /** Calls one worker handles at once (default 1). */
   readonly concurrency?: number | undefined
-  /** A call not answered within this fails with `CallTimeout` and its worker is recycled. Off by default. */
+  /**
+   * A call not answered within this fails with `CallTimeout` and its worker is recycled. Off by default.
+   * Until a worker has answered once, its calls get `startTimeout` more (the worker may still be starting).
+   */
   readonly callTimeout?: Duration.Input | undefined
+  /** Added to `callTimeout` for calls to a worker that has not answered yet (default 30 s). */
+  readonly startTimeout?: Duration.Input | undefined
   /** Stop a worker after it has taken this many calls (a fresh one replaces it). Off by default. */
   readonly recycleAfter?: number | undefined
   /** A worker beyond `min` idle this long is stopped (default 30 s). */
@@ -109,6 +115,8 @@ export interface Stats {
   readonly crashed: number
   /** Workers stopped by the pool (timeouts, recycling, idle). */
   readonly recycled: number
+  /** Per worker taking calls: its pid (undefined while starting), calls in flight, calls taken. */
+  readonly perWorker: ReadonlyArray<{ readonly pid: number | undefined; readonly active: number; readonly taken: number }>
 }
 
 /**
@@ -275,10 +283,13 @@ export const make = Effect.fnUntraced(function*(options: Options) {
     let best: Worker | undefined
     for (const w of workers) {
       if (w.retiring || w.active >= concurrency) continue
-      if (
-        best === undefined || w.active < best.active ||
-        (w.active === best.active && best.child === undefined && w.child !== undefined)
-      ) best = w
+      if (best === undefined || w.active < best.active) best = w
+      else if (w.active === best.active) {
+        // ties: a worker already running over one starting, then the one that has taken fewer calls
+        const wReady = w.child !== undefined
+        const bestReady = best.child !== undefined
+        if ((wReady && !bestReady) || (wReady === bestReady && w.taken < best.taken)) best = w
+      }
     }
     if (best !== undefined) return Effect.succeed(best)
     return startWorker(Duration.zero)
@@ -291,7 +302,9 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       if (!worker.retiring && worker.active === 0 && worker.lastUsed === since && live() > min) yield* retire(worker)
     })
 
-  const callTimeoutText = options.callTimeout === undefined ? "" : Duration.format(Duration.fromInputUnsafe(options.callTimeout))
+  const callTimeout = options.callTimeout === undefined ? undefined : Duration.fromInputUnsafe(options.callTimeout)
+  const startTimeout = Duration.fromInputUnsafe(options.startTimeout ?? "30 seconds")
+  const callTimeoutText = callTimeout === undefined ? "" : Duration.format(callTimeout)
 
   const call = <C extends Command.Any>(
     command: C,
@@ -312,9 +325,10 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           }
           const attempt = Effect.flatMap(Deferred.await(worker.ready), (child) => {
             const answer = child.callRemote(command, args)
-            return options.callTimeout === undefined ? answer : answer.pipe(
+            if (callTimeout === undefined) return answer
+            return answer.pipe(
               Effect.timeoutOrElse({
-                duration: options.callTimeout,
+                duration: worker.answered > 0 ? callTimeout : Duration.sum(callTimeout, startTimeout),
                 orElse: () =>
                   Effect.andThen(
                     Effect.andThen(
@@ -370,7 +384,15 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const pool: WorkerPool = {
     call,
     pids: Effect.sync(() => [...workers].flatMap((w) => w.child !== undefined && !w.retiring ? [w.child.pid] : [])),
-    stats: Effect.sync(() => ({ workers: workers.size, busy, completed, started, crashed, recycled }))
+    stats: Effect.sync(() => ({
+      workers: workers.size,
+      busy,
+      completed,
+      started,
+      crashed,
+      recycled,
+      perWorker: [...workers].flatMap((w) => w.retiring ? [] : [{ pid: w.child?.pid, active: w.active, taken: w.taken }])
+    }))
   }
   return pool
 })
