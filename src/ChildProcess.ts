@@ -21,6 +21,7 @@ import type * as Socket from "effect/socket/Socket"
 import * as Net from "node:net"
 import { Duplex, type Readable, type Writable } from "node:stream"
 import { ConnectionLost } from "./AmpError.ts"
+import type { Box } from "./Box.ts"
 import type * as Command from "./Command.ts"
 import * as Connection from "./Connection.ts"
 import type * as Dispatcher from "./Dispatcher.ts"
@@ -130,6 +131,12 @@ export interface Child {
     command: C,
     args: Command.Arguments<C>
   ) => Effect.Effect<Command.Result<C>, Command.Error<C> | Dispatcher.CallError | ChildExited>
+  /** Untyped call (`callRemoteString`), with the same error mapping as `callRemote`. */
+  readonly callRemoteRaw: (
+    command: string,
+    box: Box,
+    options?: { readonly requiresAnswer?: boolean | undefined }
+  ) => Effect.Effect<Box, Dispatcher.CallError | ChildExited>
   /** Completes when the process has exited. */
   readonly exited: Effect.Effect<ExitStatus>
   /** The last stderr lines so far. */
@@ -276,18 +283,15 @@ export const spawn = Effect.fnUntraced(function*(options: SpawnOptions) {
     })
   })
 
+  const explainLost = <E>(error: E): Effect.Effect<never, E | ChildExited> =>
+    error instanceof ConnectionLost ? Effect.flatMap(exitedError, (exit) => Effect.fail(exit ?? error)) : Effect.fail(error)
   const result: Child = {
     pid: child.pid!,
     command: commandText,
     connection,
-    callRemote: <C extends Command.Any>(command: C, args: Command.Arguments<C>) =>
-      connection.dispatcher.callRemote(command, args).pipe(
-        Effect.catch((error): Effect.Effect<never, Command.Error<C> | Dispatcher.CallError | ChildExited> =>
-          error instanceof ConnectionLost
-            ? Effect.flatMap(exitedError, (exit) => Effect.fail(exit ?? error))
-            : Effect.fail(error)
-        )
-      ),
+    callRemote: (command, args) => Effect.catch(connection.dispatcher.callRemote(command, args), explainLost),
+    callRemoteRaw: (command, box, callOptions) =>
+      Effect.catch(connection.dispatcher.callRemoteRaw(command, box, callOptions), explainLost),
     exited: status,
     stderr: Effect.sync(() => ring.get()),
     kill: (signal) =>
