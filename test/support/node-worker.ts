@@ -5,7 +5,7 @@
 import { Effect } from "effect"
 import * as ChildProcess from "../../src/ChildProcess.ts"
 import * as Responders from "../../src/Responders.ts"
-import { Crash, Delay, Pid, Sum } from "./workers.ts"
+import { Crash, Delay, Pid, Spin, Sum } from "./workers.ts"
 
 const argv = process.argv.slice(2)
 const fdsAt = argv.indexOf("--fds")
@@ -15,6 +15,14 @@ if (argv.includes("--ignore-term")) process.on("SIGTERM", () => {})
 const Handlers = Responders.layer(
   Responders.handle(Sum, ({ a, b }) => Effect.succeed({ total: a + b })),
   Responders.handle(Delay, ({ ms }) => Effect.as(Effect.sleep(Number(ms)), { ms })),
+  Responders.handle(Spin, ({ ms }) =>
+    Effect.sync(() => {
+      const end = performance.now() + Number(ms)
+      while (performance.now() < end) {
+        // busy
+      }
+      return { ms }
+    })),
   Responders.handle(Pid, () => Effect.succeed({ pid: BigInt(process.pid) })),
   Responders.handle(Crash, ({ code, message }) =>
     Effect.sync(() => {

@@ -19,6 +19,12 @@ export const Delay = Command.make("Delay", {
   response: { ms: Argument.Integer }
 })
 
+/** Keeps the worker's CPU busy for `ms` milliseconds (blocking), then answers `{ ms }`. */
+export const Spin = Command.make("Spin", {
+  arguments: { ms: Argument.Integer },
+  response: { ms: Argument.Integer }
+})
+
 /** The worker's process id. */
 export const Pid = Command.make("Pid", { response: { pid: Argument.Integer } })
 

@@ -7,13 +7,15 @@ WorkerPool tests and examples).
 Serves AMP on stdin/stdout (or, with --fds IN,OUT, on those descriptors: trial's convention is 3,4)
 until the input ends, then exits 0. Logs go to stderr only: stdout is the protocol.
 
-Commands: Sum(a, b) -> total; Delay(ms) -> ms (answers after ms milliseconds); Pid() -> pid;
+Commands: Sum(a, b) -> total; Delay(ms) -> ms (answers after ms milliseconds); Spin(ms) -> ms (keeps
+the CPU busy for ms milliseconds, blocking); Pid() -> pid;
 Crash(code, message): writes message to stderr and exits with code at once, never answering.
 --ignore-term: ignore SIGTERM (a stuck worker only SIGKILL ends).
 """
 import os
 import signal
 import sys
+import time
 
 from twisted.internet import defer, reactor, stdio
 from twisted.protocols import amp
@@ -32,6 +34,11 @@ class Delay(amp.Command):
 class Pid(amp.Command):
     arguments = []
     response = [(b"pid", amp.Integer())]
+
+
+class Spin(amp.Command):
+    arguments = [(b"ms", amp.Integer())]
+    response = [(b"ms", amp.Integer())]
 
 
 class Crash(amp.Command):
@@ -53,6 +60,13 @@ class Worker(amp.AMP):
     @Pid.responder
     def pid(self):
         return {"pid": os.getpid()}
+
+    @Spin.responder
+    def spin(self, ms):
+        end = time.perf_counter() + ms / 1000.0
+        while time.perf_counter() < end:
+            pass
+        return {"ms": ms}
 
     @Crash.responder
     def crash(self, code, message):
