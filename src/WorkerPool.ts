@@ -16,7 +16,8 @@
  *   before answering anything). Starting a worker is retried with `spawnRetry` (an Effect `Schedule`).
  * - `recycleAfter`: a worker that has taken K calls takes no more and is stopped once they are done.
  * - Closing the pool's scope drains it: new calls fail with {@link PoolClosed}, calls in flight get up to
- *   `drainTimeout` to finish, then every worker is stopped (pipes closed, SIGTERM, SIGKILL) and reaped.
+ *   `drainTimeout` to finish (those still running then fail with `PoolClosed` too), then every worker is
+ *   stopped (pipes closed, SIGTERM, SIGKILL) and reaped.
  *
  * Why not `effect/Pool`: its `get` leases the first item with room, filling one worker up to its
  * concurrency before using the next; least-busy routing and the per-worker recycling above need the
@@ -25,6 +26,7 @@
  * @since 0.1.0
  */
 import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Schema, Scope, Semaphore } from "effect"
+import { ConnectionLost } from "./AmpError.ts"
 import * as ChildProcess from "./ChildProcess.ts"
 import type * as Command from "./Command.ts"
 import type * as Dispatcher from "./Dispatcher.ts"
@@ -138,7 +140,7 @@ export interface WorkerPool {
 
 interface Worker {
   readonly scope: Scope.Closeable
-  readonly ready: Deferred.Deferred<ChildProcess.Child, ChildProcess.SpawnError>
+  readonly ready: Deferred.Deferred<ChildProcess.Child, ChildProcess.SpawnError | PoolClosed>
   child: ChildProcess.Child | undefined
   active: number
   taken: number
@@ -229,6 +231,16 @@ export const make = Effect.fnUntraced(function*(options: Options) {
       }
       workers.add(worker)
       started++
+      // stopped before it started (the pool closing): calls waiting for it fail instead of waiting forever
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.sync(() =>
+          Deferred.doneUnsafe(
+            worker.ready,
+            Exit.fail(new PoolClosed())
+          )
+        )
+      )
       const spawn = ChildProcess.spawn(options).pipe(
         Effect.retry(spawnTimes === undefined ? { schedule: spawnRetry } : { schedule: spawnRetry, times: spawnTimes }),
         Scope.provide(scope),
@@ -341,6 +353,12 @@ export const make = Effect.fnUntraced(function*(options: Options) {
             )
           })
           return yield* restore(attempt).pipe(
+            // the drain timed out and the pool stopped the worker under this call
+            Effect.catch((error) =>
+              closing && (error instanceof ChildProcess.ChildExited || error instanceof ConnectionLost)
+                ? Effect.fail(new PoolClosed())
+                : Effect.fail(error)
+            ),
             Effect.onExit((exit) =>
               Effect.suspend(() => {
                 worker.active--
@@ -377,6 +395,8 @@ export const make = Effect.fnUntraced(function*(options: Options) {
         orElse: () => Effect.logWarning(`worker pool: ${busy} calls still in flight at the drain timeout; stopping the workers`)
       })
       yield* Scope.close(poolScope, Exit.void)
+      // callers still waiting for a permit get one, see `closing` and fail with PoolClosed
+      yield* permits.releaseAll
     })
   )
   yield* ensureMin

@@ -3,6 +3,7 @@
  *
  * Layers, bottom to top: `Box` (wire codec) → `Argument` / `Command` (typed arguments and commands)
  * → `Dispatcher` / `Responders` (calls and handlers) → `Connection`, `Client`, `Server` (transports).
+ * `ChildProcess` and `WorkerPool` run AMP over child processes' pipes (ampoule-style worker pools).
  *
  * @since 0.1.0
  */

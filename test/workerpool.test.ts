@@ -203,6 +203,21 @@ describe("WorkerPool", () => {
       assert.deepStrictEqual(pids.filter(alive), [])
     }).pipe(Effect.provide(Responders.empty)))
 
+  it.live("closing while a call waits for a starting worker: the call fails with PoolClosed, nothing hangs", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const pool = yield* WorkerPool.make({ ...workerCommand("python"), min: 0, max: 1, drainTimeout: "10 millis" }).pipe(
+        Scope.provide(scope)
+      )
+      const waiting = yield* Effect.forkChild(Effect.flip(pool.call(Sum, { a: 1n, b: 1n })))
+      const queued = yield* Effect.forkChild(Effect.flip(pool.call(Sum, { a: 2n, b: 2n })))
+      yield* Effect.sleep(5)
+      yield* Scope.close(scope, Exit.void)
+      const [first, second] = [yield* Fiber.join(waiting), yield* Fiber.join(queued)]
+      assert.strictEqual(first._tag, "PoolClosed")
+      assert.strictEqual(second._tag, "PoolClosed")
+    }).pipe(Effect.provide(Responders.empty)))
+
   it.live("a worker command that cannot start: calls fail with SpawnError after the retries", () =>
     withPool({ command: "/nonexistent/worker", min: 0, max: 1, spawnRetry: undefined }, (pool) =>
       Effect.gen(function*() {
