@@ -151,6 +151,27 @@ describe("ChildProcess", () => {
       }
     }).pipe(Effect.scoped, Effect.provide(Responders.empty)))
 
+  it.live("a child that closed its input: our writes hit EPIPE, which is an error value, not a crash", () =>
+    Effect.gen(function*() {
+      const child = yield* ChildProcess.spawn({
+        command: "/bin/sh",
+        args: ["-c", "exec 0<&-; echo 'closed stdin' >&2; sleep 1; exit 4"]
+      })
+      yield* Effect.sleep(200)
+      const errors = yield* Effect.forEach(
+        [1n, 2n, 3n],
+        (a) => Effect.flip(child.callRemote(Sum, { a, b: 1n })),
+        { concurrency: "unbounded" }
+      )
+      for (const error of errors) {
+        assert.strictEqual(error._tag, "ChildExited", String(error))
+        if (error._tag === "ChildExited") {
+          assert.strictEqual(error.exitCode, 4)
+          assert.include(error.stderr, "closed stdin")
+        }
+      }
+    }).pipe(Effect.scoped, Effect.provide(Responders.empty)))
+
   it.live("many children started and closed leave no descriptor behind", () =>
     Effect.gen(function*() {
       const before = fdCount()
