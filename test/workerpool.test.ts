@@ -40,10 +40,11 @@ const withPool = <A, E>(
     return result
   }).pipe(Effect.provide(Responders.empty))
 
-const waitForWorkers = (pool: WorkerPool.WorkerPool, n: number, millis = 15_000) =>
+const waitForWorkers = (pool: WorkerPool.WorkerPool, n: number, millis = 60_000) =>
   eventually(`${n} workers ready`, Effect.map(pool.pids, (pids) => pids.length === n), millis)
 
-describe("WorkerPool", () => {
+// real processes: generous per-test bounds, since a loaded 2-core machine may take seconds to start one
+describe("WorkerPool", { timeout: 120_000 }, () => {
   for (const kind of kinds) {
     it.live(`${kind}: 400 calls over 4 workers, spread over all of them`, () =>
       withPool({ ...workerCommand(kind), min: 4 }, (pool, seen) =>
@@ -97,7 +98,7 @@ describe("WorkerPool", () => {
           yield* eventually(
             "a replacement worker",
             Effect.map(pool.pids, (pids) => pids.length === 3 && !pids.includes(victim)),
-            15_000
+            60_000
           )
           assert.isFalse(alive(victim))
           const pids = yield* Effect.forEach([1, 2, 3, 4, 5, 6], () => pool.call(Pid, {}), { concurrency: "unbounded" })
@@ -129,11 +130,11 @@ describe("WorkerPool", () => {
             assert.include(stuck.message, "no answer from worker")
             const stuckPid = (stuck as WorkerPool.CallTimeout).pid
             assert.include(before, stuckPid)
-            yield* eventually("the stuck worker is killed", Effect.sync(() => !alive(stuckPid)), 5_000)
+            yield* eventually("the stuck worker is killed", Effect.sync(() => !alive(stuckPid)), 20_000)
             yield* eventually(
               "a replacement",
               Effect.map(pool.pids, (pids) => pids.length === 2 && !pids.includes(stuckPid)),
-              15_000
+              60_000
             )
             const again = yield* Effect.forEach([1n, 2n, 3n, 4n], (a) => pool.call(Sum, { a, b: 0n }), { concurrency: "unbounded" })
             assert.deepStrictEqual(again.map((r) => r.total), [1n, 2n, 3n, 4n])
@@ -174,12 +175,12 @@ describe("WorkerPool", () => {
         const fiber = yield* Effect.forkChild(
           Effect.forEach([1, 2, 3, 4, 5, 6], () => pool.call(Delay, { ms: 200n }), { concurrency: "unbounded" })
         )
-        yield* eventually("3 workers", Effect.map(pool.stats, (s) => s.workers === 3), 15_000)
+        yield* eventually("3 workers", Effect.map(pool.stats, (s) => s.workers === 3), 60_000)
         for (const pid of yield* pool.pids) seen.add(pid)
         yield* Fiber.join(fiber)
         const stats = yield* pool.stats
         assert.strictEqual(stats.started, 3, "never more than max")
-        yield* eventually("back to 1 worker", Effect.map(pool.stats, (s) => s.workers === 1), 5_000)
+        yield* eventually("back to 1 worker", Effect.map(pool.stats, (s) => s.workers === 1), 20_000)
         assert.strictEqual((yield* pool.call(Sum, { a: 2n, b: 2n })).total, 4n)
       })))
 
