@@ -3,12 +3,14 @@
  *
  * Layers, bottom to top: `Box` (wire codec) → `Argument` / `Command` (typed arguments and commands)
  * → `Dispatcher` / `Responders` (calls and handlers) → `Connection`, `Client`, `Server`, `WebSocketClient`, `WebSocketServer` (transports), `Reconnecting`.
+ * `ChildProcess` and `WorkerPool` run AMP over child processes' pipes (ampoule-style worker pools).
  *
  * @since 0.1.0
  */
 export * as AmpError from "./AmpError.ts"
 export * as Argument from "./Argument.ts"
 export * as Box from "./Box.ts"
+export * as ChildProcess from "./ChildProcess.ts"
 export * as Client from "./Client.ts"
 export * as Command from "./Command.ts"
 export * as Connection from "./Connection.ts"
@@ -24,3 +26,4 @@ export * as Server from "./Server.ts"
 export * as StartTLS from "./StartTLS.ts"
 export * as WebSocketClient from "./WebSocketClient.ts"
 export * as WebSocketServer from "./WebSocketServer.ts"
+export * as WorkerPool from "./WorkerPool.ts"

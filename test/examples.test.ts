@@ -47,7 +47,9 @@ const tested = [
   "tls.ts",
   "protocol-switch.ts",
   "websocket.ts",
-  "reconnect.ts"
+  "reconnect.ts",
+  "python-pool.ts",
+  "node-pool.ts"
 ]
 
 afterAll(() => killRemaining())
@@ -104,6 +106,31 @@ describe.concurrent("examples", () => {
       assert.deepStrictEqual(exit, { code: 0, signal: null }, "the server exits 0 on SIGTERM")
     }
   })
+
+  it("python-pool.ts: a pool of four Twisted workers on stdio, called from TypeScript", async () => {
+    const r = await run(node, [Path.join(root, "examples", "python-pool.ts")], { timeoutMillis: 80_000 })
+    if (twistedVersion === undefined) {
+      assertLines(r, ["SKIPPED python-pool: Twisted is not installed"])
+      assert.notStrictEqual(process.env.CI, "true", "Twisted is missing under CI=true: install python3-twisted")
+      return
+    }
+    assertLines(r, [
+      "1. primes below 100k..800k: 9592, 17984, 25997, 33860, 41538, 49098, 56543, 63951",
+      "2. served by 4 Python processes",
+      "3. CountPrimes(-1) failed with NegativeInput: below must be >= 0, got -1",
+      "4. pool closed: 0 worker processes left"
+    ])
+  }, 90_000) // five processes start; slow on a loaded 2-core machine
+
+  it("node-pool.ts: Node workers over fds 3 and 4; one killed mid-call, the pool replaces it", async () => {
+    const r = await run(node, [Path.join(root, "examples", "node-pool.ts")], { timeoutMillis: 80_000 })
+    assertLines(r, [
+      "1. 4 hashes from 2 workers; alpha -> a58b1b48cdb8ce8f929f6ae97608b8cf",
+      "2. a worker killed mid-call: 1 call answered, 1 failed",
+      "   ChildExited: the worker was killed by SIGKILL",
+      "3. after the crash: 4 hashes, 2 workers, 1 replaced"
+    ])
+  }, 90_000)
 
   it("twisted-interop.ts: our client against Twisted's calculator server", async () => {
     const r = await example("twisted-interop.ts")

@@ -1,13 +1,14 @@
 /**
- * `effect-amp call`: one AMP command with raw values, as Twisted's `callRemoteString` does it. Connects (TCP or
- * Unix socket), optionally runs StartTLS first (AMP's TLS starts on a plain connection), sends the box,
- * waits for the answer, and reports it.
+ * `effect-amp call`: one AMP command with raw values, as Twisted's `callRemoteString` does it. Connects (TCP,
+ * a Unix socket, or a command started with `--exec`, over its stdin/stdout), optionally runs StartTLS first
+ * (AMP's TLS starts on a plain connection), sends the box, waits for the answer, and reports it.
  *
  * @internal
  */
 import { Effect, Exit } from "effect"
 import * as Fs from "node:fs"
 import type { Box } from "../Box.ts"
+import * as ChildProcess from "../ChildProcess.ts"
 import * as Client from "../Client.ts"
 import { ANSWER } from "../Command.ts"
 import * as Responders from "../Responders.ts"
@@ -65,17 +66,27 @@ export const tlsOptions = (flags: TlsFlags): TlsOptions => {
   }
 }
 
-const describeTarget = (target: Target): string => "path" in target ? target.path : `${target.host}:${target.port}`
+const describeTarget = (target: Target): string =>
+  "exec" in target ? target.exec.join(" ") : "path" in target ? target.path : `${target.host}:${target.port}`
+
+/** Connects to the target: a socket, or a child process (`--exec`) whose exit fails the call with its status. */
+const open = (target: Target, timeoutMillis: number) =>
+  "exec" in target
+    ? Effect.map(
+      ChildProcess.spawn({ command: target.exec[0]!, args: target.exec.slice(1), killAfter: "2 seconds" }),
+      (child) => ({ connection: child.connection, callRemoteRaw: child.callRemoteRaw })
+    )
+    : Effect.map(
+      Client.connect({ ...("path" in target ? { path: target.path } : target), connectTimeout: timeoutMillis }),
+      (connection) => ({ connection, callRemoteRaw: connection.dispatcher.callRemoteRaw })
+    )
 
 /** Calls the command; never fails (every ending is a {@link CallOutcome}). Throws `UsageError` for bad TLS files. */
 export const call = (options: CallOptions): Effect.Effect<CallOutcome> =>
   Effect.gen(function*() {
     const tls = options.tls === undefined ? undefined : tlsOptions(options.tls)
     const program = Effect.gen(function*() {
-      const connection = yield* Client.connect({
-        ...("path" in options.target ? { path: options.target.path } : options.target),
-        connectTimeout: options.timeoutMillis
-      })
+      const { callRemoteRaw, connection } = yield* open(options.target, options.timeoutMillis)
       if (tls !== undefined) {
         const started = yield* Effect.exit(connection.startTLS(tls))
         if (Exit.isFailure(started)) {
@@ -91,12 +102,12 @@ export const call = (options: CallOptions): Effect.Effect<CallOutcome> =>
         }
       }
       if (!options.requiresAnswer) {
-        yield* connection.dispatcher.callRemoteRaw(options.command, options.box, { requiresAnswer: false })
+        yield* callRemoteRaw(options.command, options.box, { requiresAnswer: false })
         // graceful: the box is flushed before the socket closes
         yield* connection.close({ graceful: true })
         return { _tag: "Sent" } satisfies CallOutcome
       }
-      const answer = yield* connection.dispatcher.callRemoteRaw(options.command, options.box)
+      const answer = yield* callRemoteRaw(options.command, options.box)
       return { _tag: "Answer", box: answer } satisfies CallOutcome
     }).pipe(Effect.scoped, Effect.provide(Responders.empty))
 

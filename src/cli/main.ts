@@ -17,6 +17,7 @@ import { decodeStream, readInput, render } from "./decode.ts"
 import { CliExit, ExitCode, fail, usage } from "./exit.ts"
 import { packageVersion } from "../internal/version.ts"
 import { parseAssignments, parseHostPort, type Target, UsageError } from "./values.ts"
+import { splitCommandLine } from "./words.ts"
 
 /** Runs a synchronous parser that throws `UsageError`, as a usage failure. */
 const parsing = <A>(f: () => A): Effect.Effect<A, CliExit> =>
@@ -47,6 +48,11 @@ const callCommand = Command.make(
       Argument.variadic({ min: 1 })
     ),
     unix: optionalString("unix", "Connect to this Unix socket instead of HOST:PORT"),
+    exec: optionalString(
+      "exec",
+      "Start this command (split into words like a shell would, run without one) and make the call over its " +
+        "stdin/stdout instead of HOST:PORT; the process is stopped afterwards"
+    ),
     json: Flag.Boolean("json").pipe(
       Flag.withDescription("Print the answer as a JSON object: UTF-8 values as strings, others as { \"hex\": ... }"),
       Flag.withDefault(false)
@@ -77,7 +83,10 @@ const callCommand = Command.make(
   Effect.fn(function*(flags) {
     const unix = Option.getOrUndefined(flags.unix)
     const rest = [...flags.args]
+    const exec = Option.getOrUndefined(flags.exec)
     const target: Target = yield* parsing(() => {
+      if (exec !== undefined && (unix !== undefined || flags.tls)) throw new UsageError("--exec goes without --unix and --tls")
+      if (exec !== undefined) return { exec: splitCommandLine(exec) }
       if (unix !== undefined) return { path: unix }
       if (rest.length < 2) throw new UsageError("expected HOST:PORT COMMAND [key=value...] (or --unix PATH COMMAND ...)")
       return parseHostPort(rest.shift()!)
@@ -135,6 +144,7 @@ const callCommand = Command.make(
     { command: "effect-amp call 127.0.0.1:7001 EchoString value:hex=00ff10 --json", description: "Binary value in, JSON out" },
     { command: "effect-amp call 127.0.0.1:7001 EchoString value=@photo.jpg", description: "A file's bytes as the value" },
     { command: "effect-amp call --unix /tmp/amp.sock Greet name=Ada", description: "Over a Unix socket" },
+    { command: "effect-amp call --exec \"python3 worker.py\" Sum a=13 b=81", description: "Start a worker, call it over its stdio" },
     { command: "effect-amp call localhost:7001 ConnectionInfo --tls --ca ca.pem", description: "StartTLS first, verify the server" },
     { command: "effect-amp call 127.0.0.1:7001 Notify channel=c message=hi --no-answer", description: "A notification: no answer awaited" }
   ])

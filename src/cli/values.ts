@@ -20,8 +20,11 @@ export class UsageError {
   }
 }
 
-/** Where to connect. */
-export type Target = { readonly host: string; readonly port: number } | { readonly path: string }
+/** Where to connect: TCP, a Unix socket, or a command to start (`--exec`: AMP over its stdin/stdout). */
+export type Target =
+  | { readonly host: string; readonly port: number }
+  | { readonly path: string }
+  | { readonly exec: ReadonlyArray<string> }
 
 /** Parses `HOST:PORT`, `[IPv6]:PORT`, or a bare `PORT` (host 127.0.0.1). Throws `UsageError`. */
 export const parseHostPort = (text: string): { readonly host: string; readonly port: number } => {
