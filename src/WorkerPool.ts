@@ -4,7 +4,7 @@
  * `ChildProcess.serveParent`, anything that speaks AMP on its pipes).
  *
  * - Size: `min` workers are kept running (started at once); under load the pool grows to `max`, and a
- *   worker beyond `min` idle for `idleTimeout` is retired.
+ *   worker beyond `min` idle for `idleWorkerTimeout` is retired.
  * - Each call goes to the worker with the fewest calls in flight; a worker takes at most `concurrency`
  *   calls at once (default 1, as ampoule). Callers beyond `max × concurrency` wait their turn (an Effect
  *   `Semaphore`), so a burst queues instead of piling onto the workers.
@@ -55,7 +55,7 @@ export interface Options extends ChildProcess.SpawnOptions {
   /** Stop a worker after it has taken this many calls (a fresh one replaces it). Off by default. */
   readonly recycleAfter?: number | undefined
   /** A worker beyond `min` idle this long is stopped (default 30 s). */
-  readonly idleTimeout?: Duration.Input | undefined
+  readonly idleWorkerTimeout?: Duration.Input | undefined
   /** On close, how long calls in flight may take before the workers are stopped anyway (default 30 s). */
   readonly drainTimeout?: Duration.Input | undefined
   /** Retries of a worker start that failed (`SpawnError`); default: 3 retries, exponential from 100 ms. */
@@ -175,7 +175,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
   const min = Math.max(0, options.min ?? 1)
   const max = Math.max(1, min, options.max ?? min)
   const concurrency = Math.max(1, options.concurrency ?? 1)
-  const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleTimeout ?? "30 seconds"))
+  const idleMillis = Duration.toMillis(Duration.fromInputUnsafe(options.idleWorkerTimeout ?? "30 seconds"))
   const spawnRetry = options.spawnRetry ?? Schedule.exponential("100 millis")
   const spawnTimes = options.spawnRetry === undefined ? 3 : undefined
   const poolScope = yield* Scope.fork(outer)

@@ -169,7 +169,7 @@ describe("WorkerPool", { timeout: 120_000 }, () => {
       })))
 
   it.live("grows from min to max under load, shrinks back when idle", () =>
-    withPool({ ...workerCommand("python"), min: 1, max: 3, idleTimeout: "300 millis" }, (pool, seen) =>
+    withPool({ ...workerCommand("python"), min: 1, max: 3, idleWorkerTimeout: "300 millis" }, (pool, seen) =>
       Effect.gen(function*() {
         yield* waitForWorkers(pool, 1)
         const fiber = yield* Effect.forkChild(
