@@ -21,6 +21,7 @@ import * as Net from "node:net"
 import * as Connection from "./Connection.ts"
 import { Dispatcher } from "./Dispatcher.ts"
 import { describe, destroy, wrapDuplex } from "./internal/node.ts"
+import { connectSpan } from "./internal/observability.ts"
 import type { Responders } from "./Responders.ts"
 
 /**
@@ -111,7 +112,9 @@ export const openSocket = (options: Address & { readonly connectTimeoutMillis?: 
  * @since 0.1.0
  * @category constructors
  */
-export const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
+export const connect = (options: ConnectOptions) => connectSpan({ ...options, address: addressText(options) })(connectUntraced(options))
+
+const connectUntraced = Effect.fnUntraced(function*(options: ConnectOptions) {
   const raw = yield* openSocket(options)
   // a late socket error (after connect) surfaces through the reader; keep Node from throwing meanwhile
   raw.on("error", () => {})

@@ -31,6 +31,8 @@ import { ConnectionInfo, type Snapshot } from "./ConnectionInfo.ts"
 import * as Dispatcher from "./Dispatcher.ts"
 import { concatBytes, latin1 } from "./internal/bytes.ts"
 import { destroy, wrapDuplex } from "./internal/node.ts"
+import { connectionObserver } from "./internal/observability.ts"
+import { SpanNames } from "./Observability.ts"
 import type { SwitchedSocket } from "./ProtocolSwitch.ts"
 import { Responders, type SwitchHandler } from "./Responders.ts"
 import { OnlyOneTLS, StartTLS, TLS_UNAVAILABLE, TlsError, type TlsOptions } from "./StartTLS.ts"
@@ -341,6 +343,7 @@ export const make = Effect.fnUntraced(function*(
 
   let infoSnapshot: Snapshot = { transport: "unknown", ...options?.info, tls: tlsState === "on" }
   const info: ConnectionInfo["Service"] = { get: Effect.sync(() => infoSnapshot) }
+  const observer = yield* connectionObserver(info, role, options)
 
   // Parent of every phase's scopes, forked now: a scope closes its finalizers in reverse order, so a
   // phase forked from `scope` after StartTLS would be released *before* the shutdown finalizer below,
@@ -411,6 +414,7 @@ export const make = Effect.fnUntraced(function*(
   // large values are not copied into the batch: they go to the socket as they are (a gather write)
   const writeBoxes = (boxes: ReadonlyArray<Box.Box>) => {
     const chunks = Box.encodeChunksUnsafe(boxes)
+    for (let i = 0; i < chunks.length; i++) observer.sent(chunks[i]!.length)
     return chunks.length === 1
       ? phase.writer.write(chunks[0]!)
       : phase.writer.writeAll(chunks as unknown as readonly [Uint8Array, ...Array<Uint8Array>])
@@ -532,7 +536,7 @@ export const make = Effect.fnUntraced(function*(
       yield* Queue.offerAll(queue, ask !== undefined ? [answer, hold] : [hold])
       const exit = yield* Effect.exit(enterTls(hold, leftover(), tlsOptions))
       return Exit.isSuccess(exit) ? "continue" as const : "stop" as const
-    })
+    }).pipe(observer.span(SpanNames.startTLS, "server", StartTLS.name))
 
   /** Responder side of a protocol switch, run inline in the read loop. */
   const respondSwitch = (
@@ -584,7 +588,7 @@ export const make = Effect.fnUntraced(function*(
         scope
       )
       return "stop" as const
-    })
+    }).pipe(observer.span(SpanNames.switchProtocol, "server", handler.command.name))
 
   // --- reader: socket chunks → boxes (Stream) → dispatcher ---------------------------------------
   // Chunks are handed to the box stream one at a time so that, at a transition, every byte already
@@ -648,6 +652,7 @@ export const make = Effect.fnUntraced(function*(
 
   const readLoop = Stream.fromPull(Effect.succeed(nextChunk)).pipe(
     Stream.map((bytes): Batch => {
+      observer.received(bytes.length)
       const boxes: Array<Box.Box> = []
       const ends: Array<number> = []
       const error = decoder.feed(bytes, boxes, ends)
@@ -790,7 +795,7 @@ export const make = Effect.fnUntraced(function*(
       if (answer.has(Command.ERROR)) {
         return yield* Effect.fail(Command.errorFromWire(StartTLS, errorCodeOf(answer), errorDescriptionOf(answer)))
       }
-    })
+    }).pipe(observer.span(SpanNames.startTLS, "client", StartTLS.name))
 
   const switchProtocol = <C extends Command.Any>(
     command: C,
@@ -841,7 +846,7 @@ export const make = Effect.fnUntraced(function*(
           Effect.flatMap(Deferred.await(ended), (end) => Effect.fail(new ConnectionLost({ reason: end.reason })))
         )
       )
-    })
+    }).pipe(observer.span(SpanNames.switchProtocol, "client", command.name))
 
   const connection: Connection = {
     dispatcher: handle.service,

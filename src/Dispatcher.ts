@@ -30,6 +30,8 @@ import * as Command from "./Command.ts"
 import { ConnectionInfo } from "./ConnectionInfo.ts"
 import { latin1, pyBytesRepr } from "./internal/bytes.ts"
 import { Responders } from "./Responders.ts"
+import { dispatcherObserver } from "./internal/observability.ts"
+import type * as Observability from "./Observability.ts"
 
 /**
  * Everything `callRemote` can fail with besides the command's declared errors.
@@ -68,7 +70,7 @@ export interface Outbox {
  * @since 0.1.0
  * @category models
  */
-export interface Options {
+export interface Options extends Observability.Options {
   /**
    * Incoming commands handled at once on this connection (default 256). When reached, the connection
    * stops reading until a handler finishes: backpressure instead of an unbounded queue. Keep it above
@@ -228,6 +230,7 @@ export const make = Effect.fnUntraced(function*(
   options?: Options
 ) {
   const responders = yield* Responders
+  const observer = yield* dispatcherObserver(info, options)
   const valuePool = options?.valuePool
   /** Hands back the buffers of the values `fields` has decoded into non-byte values. */
   const recycle = (fields: FieldsCodec, box: Box): void => {
@@ -310,8 +313,8 @@ export const make = Effect.fnUntraced(function*(
       } catch (e) {
         return Effect.fail(e as ArgumentError)
       }
-      if (!command.requiresAnswer) return tell(box) as Effect.Effect<any, CallError>
-      return withCallSlot(ask(box)).pipe(
+      if (!command.requiresAnswer) return observer.call(command, box, tell(box)) as Effect.Effect<any, CallError>
+      return observer.call(command, box, withCallSlot(ask(box)).pipe(
         Effect.flatMap((answer): Effect.Effect<any, Command.Error<C> | CallError> => {
           if (answer.has(Command.ERROR)) {
             return Effect.fail(Command.errorFromWire(command, errorCode(answer), errorDescription(answer)))
@@ -324,7 +327,7 @@ export const make = Effect.fnUntraced(function*(
             return Effect.fail(e as ArgumentError)
           }
         })
-      )
+      ))
     })
 
   const callRemoteRaw = (
@@ -484,7 +487,7 @@ export const make = Effect.fnUntraced(function*(
     return Effect.flatMap(handlerSlots.take(1), () =>
       Effect.flatMap(
         Effect.forkIn(
-          run.pipe(
+          observer.serve(name, box, run).pipe(
             Effect.flatMap((outcome) => finish(askTag, name, outcome)),
             Effect.provideContext(handlerContext),
             Effect.ensuring(handlerSlots.release(1))
