@@ -5,7 +5,7 @@
  * metrics off every hook is the identity.
  * @internal
  */
-import { Cause, Effect, Exit, Metric, Option, type Scope, Tracer } from "effect"
+import { Cause, Context, Effect, Exit, Metric, Option, type Scope, Tracer } from "effect"
 import * as Command from "../Command.ts"
 import type { ConnectionInfo, Snapshot } from "../ConnectionInfo.ts"
 import { Attributes, metrics, type Options, type Outcome, TRACE_CONTEXT_KEY } from "../Observability.ts"
@@ -128,6 +128,9 @@ export const dispatcherObserver = (
     const metered = options?.disableMetrics !== true
     const propagate = tracing && options?.propagateTraceContext === true
     const prefix = options?.spanPrefix
+    // Handlers run with the services their Responders captured; when those hold no tracer, the
+    // tracer of the context the connection was made in is used for the server spans.
+    const connectionTracer = context.mapUnsafe.has(Tracer.TracerKey) ? Context.get(context, Tracer.Tracer) : undefined
     const spanName = (name: string) => prefix === undefined ? name : `${prefix}.${name}`
     const record = (which: "client" | "server", name: string, outcome: Outcome, started: number) => {
       const labels = { command: name, outcome }
@@ -181,19 +184,21 @@ export const dispatcherObserver = (
             metrics.serverHandlersActive.updateUnsafe(1, context)
           }
           const inner = span === undefined ? run : Effect.withParentSpan(run, span, { captureStackTrace: false })
-          return Effect.map(inner, (outcome) => {
-            const result = handlerOutcome(outcome)
-            if (span !== undefined) {
-              span.attribute(Attributes.outcome, result)
-              if (outcome._tag === "Error") span.attribute(Attributes.errorCode, outcome.code)
-            }
-            if (metered) record("server", name, result, started)
+          const annotated = span === undefined ? inner : Effect.map(inner, (outcome) => {
+            span.attribute(Attributes.outcome, handlerOutcome(outcome))
+            if (outcome._tag === "Error") span.attribute(Attributes.errorCode, outcome.code)
             return outcome
+          })
+          if (!metered) return annotated
+          // interrupted handlers (the connection closed) are counted too
+          return Effect.onExit(annotated, (exit) => {
+            record("server", name, Exit.isSuccess(exit) ? handlerOutcome(exit.value) : "interrupted", started)
+            return Effect.void
           })
         })
       if (!tracing) return instrumented(undefined)
       const parent = propagate ? decodeTraceContext(box.get(TRACE_CONTEXT_KEY)) : undefined
-      return Effect.flatMap(info.get, (snapshot) =>
+      const traced = Effect.flatMap(info.get, (snapshot) =>
         Effect.catch(
           Effect.useSpan(spanName(name), {
             kind: "server",
@@ -204,6 +209,8 @@ export const dispatcherObserver = (
               outcome._tag === "Answer" ? Effect.succeed(outcome) : Effect.fail(new HandlerFailed(outcome)))),
           (failed) => Effect.succeed(failed.outcome as typeof failed.outcome & Effect.Success<typeof run>)
         ))
+      return connectionTracer === undefined ? traced : Effect.withFiber((fiber) =>
+        fiber.context.mapUnsafe.has(Tracer.TracerKey) ? traced : Effect.withTracer(traced, connectionTracer))
     }
     return { call, serve }
   })
