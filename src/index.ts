@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 export * as AmpError from "./AmpError.ts"
+export * as AmpRpc from "./AmpRpc.ts"
 export * as Argument from "./Argument.ts"
 export * as Box from "./Box.ts"
 export * as Client from "./Client.ts"
