@@ -30,6 +30,59 @@ const labelled = (metric: Metric.Metric<number, any>, attributes: Record<string,
   return found
 }
 
+type Series = Metric.Metric<number, unknown>
+interface CommandSeries {
+  readonly started: Series
+  readonly finished: Map<string, Series>
+  readonly duration: Map<string, Series>
+}
+const bySide = { client: new Map<string, CommandSeries>(), server: new Map<string, CommandSeries>() }
+/** The labelled series of one command on one side (cached: no label strings built per call). */
+const commandSeries = (side: "client" | "server", command: string): CommandSeries => {
+  let found = bySide[side].get(command)
+  if (found === undefined) {
+    found = {
+      started: labelled(side === "client" ? metrics.clientCallsStarted : metrics.serverCallsStarted, { command }),
+      finished: new Map(),
+      duration: new Map()
+    }
+    if (bySide[side].size < MAX_SERIES) bySide[side].set(command, found)
+  }
+  return found
+}
+const outcomeSeries = (
+  side: "client" | "server",
+  which: "finished" | "duration",
+  series: CommandSeries,
+  command: string,
+  outcome: string
+): Series => {
+  let found = series[which].get(outcome)
+  if (found === undefined) {
+    const metric = side === "client"
+      ? which === "finished" ? metrics.clientCallsFinished : metrics.clientCallDuration
+      : which === "finished"
+      ? metrics.serverCallsFinished
+      : metrics.serverCallDuration
+    found = labelled(metric, { command, outcome })
+    if (series[which].size < 64) series[which].set(outcome, found)
+  }
+  return found
+}
+
+/** Span attributes per connection snapshot and command (a snapshot changes only at StartTLS). */
+const attributeCache = new WeakMap<Snapshot, Map<string, Record<string, unknown>>>()
+const cachedAttributes = (snapshot: Snapshot, method: string): Record<string, unknown> => {
+  let byMethod = attributeCache.get(snapshot)
+  if (byMethod === undefined) attributeCache.set(snapshot, byMethod = new Map())
+  let found = byMethod.get(method)
+  if (found === undefined) {
+    found = connectionAttributes(snapshot, method)
+    if (byMethod.size < 1024) byMethod.set(method, found)
+  }
+  return found
+}
+
 /** Classifies a call's exit. */
 export const callOutcome = (command: Command.Any, exit: Exit.Exit<unknown, unknown>): Outcome => {
   if (Exit.isSuccess(exit)) return "ok"
@@ -132,17 +185,10 @@ export const dispatcherObserver = (
     // tracer of the context the connection was made in is used for the server spans.
     const connectionTracer = context.mapUnsafe.has(Tracer.TracerKey) ? Context.get(context, Tracer.Tracer) : undefined
     const spanName = (name: string) => prefix === undefined ? name : `${prefix}.${name}`
-    const record = (which: "client" | "server", name: string, outcome: Outcome, started: number) => {
-      const labels = { command: name, outcome }
-      if (which === "client") {
-        labelled(metrics.clientCallsFinished, labels).updateUnsafe(1, context)
-        labelled(metrics.clientCallDuration, labels).updateUnsafe(now() - started, context)
-        metrics.clientCallsOutstanding.updateUnsafe(-1, context)
-      } else {
-        labelled(metrics.serverCallsFinished, labels).updateUnsafe(1, context)
-        labelled(metrics.serverCallDuration, labels).updateUnsafe(now() - started, context)
-        metrics.serverHandlersActive.updateUnsafe(-1, context)
-      }
+    const record = (side: "client" | "server", series: CommandSeries, name: string, outcome: Outcome, started: number) => {
+      outcomeSeries(side, "finished", series, name, outcome).updateUnsafe(1, context)
+      outcomeSeries(side, "duration", series, name, outcome).updateUnsafe(now() - started, context)
+      ;(side === "client" ? metrics.clientCallsOutstanding : metrics.serverHandlersActive).updateUnsafe(-1, context)
     }
 
     const call: DispatcherObserver["call"] = (command, box, effect) => {
@@ -151,8 +197,9 @@ export const dispatcherObserver = (
       const instrumented = (span: Tracer.Span | undefined) =>
         Effect.suspend(() => {
           const started = metered ? now() : 0
-          if (metered) {
-            labelled(metrics.clientCallsStarted, { command: name }).updateUnsafe(1, context)
+          const series = metered ? commandSeries("client", name) : undefined
+          if (series !== undefined) {
+            series.started.updateUnsafe(1, context)
             metrics.clientCallsOutstanding.updateUnsafe(1, context)
           }
           if (span !== undefined && propagate && box !== undefined) box.set(TRACE_CONTEXT_KEY, encodeTraceContext(span))
@@ -162,7 +209,7 @@ export const dispatcherObserver = (
               span.attribute(Attributes.outcome, outcome)
               if (outcome !== "ok" && command.compiled.byCode.has(outcome)) span.attribute(Attributes.errorCode, outcome)
             }
-            if (metered) record("client", name, outcome, started)
+            if (series !== undefined) record("client", series, name, outcome, started)
             return Effect.void
           })
         })
@@ -170,7 +217,7 @@ export const dispatcherObserver = (
       return Effect.flatMap(info.get, (snapshot) =>
         Effect.useSpan(spanName(name), {
           kind: "client",
-          attributes: connectionAttributes(snapshot, name)
+          attributes: cachedAttributes(snapshot, name)
         }, instrumented))
     }
 
@@ -179,8 +226,9 @@ export const dispatcherObserver = (
       const instrumented = (span: Tracer.Span | undefined) =>
         Effect.suspend(() => {
           const started = metered ? now() : 0
-          if (metered) {
-            labelled(metrics.serverCallsStarted, { command: name }).updateUnsafe(1, context)
+          const series = metered ? commandSeries("server", name) : undefined
+          if (series !== undefined) {
+            series.started.updateUnsafe(1, context)
             metrics.serverHandlersActive.updateUnsafe(1, context)
           }
           const inner = span === undefined ? run : Effect.withParentSpan(run, span, { captureStackTrace: false })
@@ -189,10 +237,10 @@ export const dispatcherObserver = (
             if (outcome._tag === "Error") span.attribute(Attributes.errorCode, outcome.code)
             return outcome
           })
-          if (!metered) return annotated
+          if (series === undefined) return annotated
           // interrupted handlers (the connection closed) are counted too
           return Effect.onExit(annotated, (exit) => {
-            record("server", name, Exit.isSuccess(exit) ? handlerOutcome(exit.value) : "interrupted", started)
+            record("server", series, name, Exit.isSuccess(exit) ? handlerOutcome(exit.value) : "interrupted", started)
             return Effect.void
           })
         })
@@ -202,7 +250,7 @@ export const dispatcherObserver = (
         Effect.catch(
           Effect.useSpan(spanName(name), {
             kind: "server",
-            attributes: connectionAttributes(snapshot, name),
+            attributes: cachedAttributes(snapshot, name),
             ...(parent !== undefined ? { parent } : {})
           }, (span) =>
             Effect.flatMap(instrumented(span), (outcome) =>
