@@ -9,6 +9,9 @@ import { Effect, Fiber, Metric, Option, Schema, Tracer } from "effect"
 import * as Path from "node:path"
 import * as Argument from "../src/Argument.ts"
 import * as Box from "../src/Box.ts"
+import * as Fs from "node:fs"
+import * as ProtocolSwitch from "../src/ProtocolSwitch.ts"
+import { makeTestCerts, type TestCerts } from "./support/certs.ts"
 import * as Client from "../src/Client.ts"
 import * as Command from "../src/Command.ts"
 import { metrics, TRACE_CONTEXT_KEY } from "../src/Observability.ts"
@@ -153,6 +156,53 @@ describe("tracing", () => {
         yield* pair.client.dispatcher.callRemote(Sum, { a: 1n, b: 2n })
         rec.one("amp.Sum", "client")
       }), { clientOptions: { spanPrefix: "amp" } }), 10_000)
+})
+
+describe("connection spans", () => {
+  let certs: TestCerts | undefined
+  beforeAll(() => {
+    certs = makeTestCerts()
+  }, 60_000)
+  afterAll(() => certs?.cleanup())
+  const pem = (path: string) => Fs.readFileSync(path, "utf8")
+
+  it.live("StartTLS: a client and a server span; later call spans have amp.tls = true", () =>
+    withPair(({ pair, rec }) =>
+      Effect.gen(function*() {
+        yield* pair.client.startTLS({ ca: pem(certs!.ca) })
+        yield* pair.client.dispatcher.callRemote(Sum, { a: 1n, b: 2n })
+        yield* eventually("server StartTLS span ended", Effect.sync(() => rec.named("amp.StartTLS", "server").some((s) => s.status._tag === "Ended")))
+        const client = rec.one("amp.StartTLS", "client")
+        const server = rec.one("amp.StartTLS", "server")
+        assert.strictEqual(exitTag(client), "Success")
+        assert.strictEqual(exitTag(server), "Success")
+        assert.strictEqual(client.attributes.get("rpc.method"), "StartTLS")
+        assert.strictEqual(client.attributes.get("amp.tls"), false)
+        assert.strictEqual(rec.one("Sum", "client").attributes.get("amp.tls"), true)
+      }), { serverOptions: { tls: { key: pem(certs!.serverKey), cert: pem(certs!.serverCert) } } }), 20_000)
+
+  const Switch = ProtocolSwitch.make("SwitchToNothing", { arguments: { ok: Argument.Boolean } })
+  class Refused extends Schema.TaggedError<Refused>()("Refused", { message: Schema.String }) {}
+  const Refusing = ProtocolSwitch.make("SwitchRefused", { errors: { REFUSED: Refused } })
+  const switchHandlers = [
+    ProtocolSwitch.handle(Switch, () => Effect.succeed(() => Effect.void)),
+    ProtocolSwitch.handle(Refusing, () => Effect.fail(new Refused({ message: "no" })))
+  ]
+
+  it.live("protocol switch: amp.switch spans on both sides; a refused switch ends its span failed", () =>
+    withPair(({ pair, rec }) =>
+      Effect.gen(function*() {
+        const refused = yield* Effect.flip(pair.client.switchProtocol(Refusing, {}))
+        assert.strictEqual(refused._tag, "Refused")
+        yield* pair.client.switchProtocol(Switch, { ok: true })
+        const spans = rec.named("amp.switch", "client")
+        assert.deepStrictEqual(spans.map((s) => [s.attributes.get("rpc.method"), exitTag(s)]), [
+          ["SwitchRefused", "Failure"],
+          ["SwitchToNothing", "Success"]
+        ])
+        yield* eventually("server switch spans", Effect.sync(() => rec.named("amp.switch", "server").filter((s) => s.status._tag === "Ended").length === 2))
+        assert.deepStrictEqual(rec.named("amp.switch", "server").map((s) => s.attributes.get("rpc.method")).sort(), ["SwitchRefused", "SwitchToNothing"])
+      }), { server: switchHandlers }), 20_000)
 })
 
 /** Reports whether a request carried the trace key, and echoes nothing else. */
