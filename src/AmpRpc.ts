@@ -242,7 +242,10 @@ export const responders = <Rpcs extends Rpc.Any>(
             payload
           }
           const result = entry.handler(payload, metadata as never)
-          let effect = (Rpc.isWrapper(result as object) ? (result as unknown as Rpc.Wrapper<any>).value : result) as Effect.Effect<unknown, unknown>
+          // Rpc.fork: every AMP handler has a fiber of its own already; Rpc.uninterruptible is honoured
+          const wrapper = Rpc.isWrapper(result as object) ? (result as unknown as Rpc.Wrapper<any>) : undefined
+          let effect = (wrapper !== undefined ? wrapper.value : result) as Effect.Effect<unknown, unknown>
+          if (wrapper?.uninterruptible === true) effect = Effect.uninterruptible(effect)
           for (const middleware of middlewares) {
             effect = middleware(effect as never, metadata) as Effect.Effect<unknown, unknown>
           }
