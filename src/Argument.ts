@@ -45,6 +45,7 @@ import {
   FieldFailure,
   type FieldsCodec,
   makeArgument,
+  isArgumentField,
   register
 } from "./internal/argument.ts"
 import { asciiBytes, latin1, pyBytesRepr, utf8Encoder, utf8Strict } from "./internal/bytes.ts"
@@ -670,6 +671,15 @@ export const AmpList = <const F extends Fields>(
 
 // ---------------------------------------------------------------------------------------------------
 // optional, make, fromUnicode
+
+/**
+ * Is this value an AMP argument type (a built-in type, or one made with `make`, `fromUnicode`, `ListOf`,
+ * `AmpList`), or `optional(...)` of one? Any other Schema has no AMP wire form.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isField = (u: unknown): u is Any | Schema.optionalKey<Any> => isArgumentField(u)
 
 /**
  * Marks a field optional (Twisted's `optional=True`): an absent key on the wire is an absent property,

@@ -22,6 +22,7 @@ import * as Connection from "./Connection.ts"
 import { Dispatcher } from "./Dispatcher.ts"
 import { describe, destroy, wrapDuplex } from "./internal/node.ts"
 import * as Reconnecting from "./Reconnecting.ts"
+import { connectSpan } from "./internal/observability.ts"
 import type { Responders } from "./Responders.ts"
 
 /**
@@ -112,7 +113,9 @@ export const openSocket = (options: Address & { readonly connectTimeout?: Durati
  * @since 0.1.0
  * @category constructors
  */
-export const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
+export const connect = (options: ConnectOptions) => connectSpan({ ...options, address: addressText(options) })(connectUntraced(options))
+
+const connectUntraced = Effect.fnUntraced(function*(options: ConnectOptions) {
   const raw = yield* openSocket(options)
   // a late socket error (after connect) surfaces through the reader; keep Node from throwing meanwhile
   raw.on("error", () => {})

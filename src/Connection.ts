@@ -29,9 +29,11 @@ import type * as Dispatcher from "./Dispatcher.ts"
 import { type Core, phases } from "./internal/core.ts"
 import * as Engine from "./internal/dispatcher.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
+import { connectionObserver } from "./internal/observability.ts"
 import * as Reader from "./internal/reader.ts"
 import { Machine } from "./internal/state.ts"
 import * as Writer from "./internal/writer.ts"
+import { SpanNames } from "./Observability.ts"
 import * as ProtocolSwitch from "./ProtocolSwitch.ts"
 import * as StartTLS from "./StartTLS.ts"
 
@@ -164,7 +166,11 @@ export const make = Effect.fnUntraced(function*(
   // phase forked from `scope` after StartTLS would be released *before* the shutdown finalizer below,
   // which then waits forever writing its close event to the released writer.
   const phaseScopes = phases(yield* Scope.fork(scope))
-  const writer = yield* Writer.make(options?.maxQueuedBoxes)
+  const role = transport?.role ?? "client"
+  const info: ConnectionInfo["Service"] = { get: Effect.sync(() => core.info) }
+  // spans for the transitions, the open-connections gauge, bytes in and out (Observability)
+  const observer = yield* connectionObserver(info, role, options)
+  const writer = yield* Writer.make(options?.maxQueuedBoxes, observer.sent)
 
   const outbox: Engine.Outbox = {
     send: (box, hold) =>
@@ -181,12 +187,11 @@ export const make = Effect.fnUntraced(function*(
       requestEnd(graceful ? "flush" : "abort", new ConnectionEnded({ reason, local: true, cause }))
   }
 
-  const info: ConnectionInfo["Service"] = { get: Effect.sync(() => core.info) }
   const dispatcherScope = yield* Scope.fork(scope)
   const engine = yield* Scope.provide(Engine.make(outbox, info, { ...options, valuePool }), dispatcherScope)
 
   const core: Core = {
-    role: transport?.role ?? "client",
+    role,
     host: transport?.host,
     noTlsReason: transport?.noTlsReason,
     state,
@@ -221,9 +226,11 @@ export const make = Effect.fnUntraced(function*(
   const runStep: Reader.RunStep = (step, leftover) => {
     switch (step._tag) {
       case "StartTls":
-        return StartTLS.respond(core, options?.tls, step.ask, leftover)
+        return StartTLS.respond(core, options?.tls, step.ask, leftover).pipe(
+          observer.span(SpanNames.startTLS, "server", StartTLS.StartTLS.name)
+        )
       case "Switch":
-        return ProtocolSwitch.respond(core, step, leftover)
+        return ProtocolSwitch.respond(core, step, leftover).pipe(observer.span(SpanNames.switchProtocol, "server", step.name))
       case "Answered":
         return step.transition._tag === "StartTls"
           ? StartTLS.answered(core, step.transition, step.answer, step.deliver, leftover)
@@ -245,7 +252,8 @@ export const make = Effect.fnUntraced(function*(
   const readerFiber = yield* Effect.forkIn(
     Reader.run(core, () => decoder, runStep, {
       firstBoxTimeout: options?.firstBoxTimeout,
-      idleTimeout: options?.idleTimeout
+      idleTimeout: options?.idleTimeout,
+      onRead: observer.received
     }).pipe(Effect.exit, Effect.flatMap((exit) => Lifecycle.readerEnded(core, exit))),
     scope
   )
@@ -285,8 +293,12 @@ export const make = Effect.fnUntraced(function*(
         ),
         Effect.asVoid(Deferred.await(core.ended))
       ),
-    startTLS: (tlsOptions) => StartTLS.initiate(core, { ...options?.tls, ...tlsOptions }),
-    switchProtocol: (command, args) => ProtocolSwitch.initiate(core, command, args)
+    startTLS: (tlsOptions) =>
+      StartTLS.initiate(core, { ...options?.tls, ...tlsOptions }).pipe(
+        observer.span(SpanNames.startTLS, "client", StartTLS.StartTLS.name)
+      ),
+    switchProtocol: (command, args) =>
+      ProtocolSwitch.initiate(core, command, args).pipe(observer.span(SpanNames.switchProtocol, "client", command.name))
   }
   return connection
 })

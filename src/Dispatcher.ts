@@ -21,6 +21,7 @@ import type {
 } from "./AmpError.ts"
 import type { Box, InvalidKey, InvalidValue, TooLong, ValuePool } from "./Box.ts"
 import type * as Command from "./Command.ts"
+import type * as Observability from "./Observability.ts"
 
 /**
  * Everything `callRemote` can fail with besides the command's declared errors.
@@ -50,7 +51,7 @@ export type CallError =
  * @since 0.1.0
  * @category models
  */
-export interface Options {
+export interface Options extends Observability.Options {
   /** Incoming commands whose handlers run at once on this connection (default 256). */
   readonly maxConcurrentHandlers?: number | undefined
   /**

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 export * as AmpError from "./AmpError.ts"
+export * as AmpRpc from "./AmpRpc.ts"
 export * as Argument from "./Argument.ts"
 export * as Box from "./Box.ts"
 export * as ChildProcess from "./ChildProcess.ts"
@@ -19,6 +20,7 @@ export * as DateTime from "./DateTime.ts"
 export * as Decimal from "./Decimal.ts"
 export * as Dispatcher from "./Dispatcher.ts"
 export * as MemorySocket from "./MemorySocket.ts"
+export * as Observability from "./Observability.ts"
 export * as ProtocolSwitch from "./ProtocolSwitch.ts"
 export * as Reconnecting from "./Reconnecting.ts"
 export * as Responders from "./Responders.ts"

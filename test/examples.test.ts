@@ -49,7 +49,8 @@ const tested = [
   "websocket.ts",
   "reconnect.ts",
   "python-pool.ts",
-  "node-pool.ts"
+  "node-pool.ts",
+  "effect-rpc.ts"
 ]
 
 afterAll(() => killRemaining())
@@ -164,6 +165,18 @@ describe.concurrent("examples", () => {
       "  client: got fruit/plums from the server",
       "client: Subscribe answered: 3 delivered, 1 refused"
     ])
+  })
+
+  it("effect-rpc.ts: an RpcGroup served over AMP and called through its client; the README shows it verbatim", async () => {
+    assertLines(await example("effect-rpc.ts"), [
+      "Sum(40, 2) = 42",
+      "Divide(1, 0) failed with ZeroDivision: cannot divide 1 by zero",
+      "amp.client.calls.finished{command=Divide,outcome=ZERO_DIVISION} = 1"
+    ])
+    const readme = Fs.readFileSync(Path.join(root, "README.md"), "utf8")
+    const source = Fs.readFileSync(Path.join(root, "examples", "effect-rpc.ts"), "utf8")
+    const body = source.slice(source.indexOf("import "))
+    assert.include(readme, body, "README's Effect RPC section shows examples/effect-rpc.ts from its imports on")
   })
 
   it("layer.ts: the client as a Layer under a domain service", async () => {

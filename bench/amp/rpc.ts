@@ -13,6 +13,9 @@
  * `pipelined`: N fibers, each issuing its next call when its answer arrives (N calls in flight).
  * `--workload sum` (the default) calls `Sum`; `--workload text` calls `Text` with a 60 KiB ASCII text
  * (61440 bytes) and checks that every answer is 61440.
+ *
+ * `AMP_BENCH_OBSERVABILITY=off` runs both sides with `disableTracing` and `disableMetrics` (to measure
+ * what spans and metrics cost); `=metrics` turns tracing off only. Default: both on, as for users.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
@@ -46,9 +49,16 @@ const flags = (argv: ReadonlyArray<string>): Map<string, string> => {
   return out
 }
 
+const observability = process.env.AMP_BENCH_OBSERVABILITY ?? "on"
+const observabilityOptions = observability === "off"
+  ? { disableTracing: true, disableMetrics: true }
+  : observability === "metrics"
+  ? { disableTracing: true }
+  : {}
+
 const serve = (host: string, port: number) =>
   Effect.gen(function*() {
-    const server = yield* Server.make({ host, port })
+    const server = yield* Server.make({ host, port, ...observabilityOptions })
     const bound = server.port
     process.stdout.write(`LISTENING ${bound}\n`)
     return yield* Effect.never
@@ -64,7 +74,7 @@ const client = (options: {
   workload: "sum" | "text"
 }) =>
   Effect.gen(function*() {
-    const connection = yield* Client.connect({ host: options.host, port: options.port })
+    const connection = yield* Client.connect({ host: options.host, port: options.port, ...observabilityOptions })
     const amp = connection.dispatcher
     let calls = 0
     let errors = 0

@@ -162,6 +162,11 @@ const isOptionalKey = (field: unknown): field is Schema.optionalKey<AnyArgument>
   (typeof field === "object" || typeof field === "function") && field !== null &&
   (field as any).ast?.context?.isOptional === true && "schema" in (field as object)
 
+/** Is this an argument type (a built-in, `Argument.make`/`fromUnicode`/`ListOf`/`AmpList` result) or an optional one? */
+export const isArgumentField = (field: unknown): boolean =>
+  (typeof field === "object" || typeof field === "function") && field !== null &&
+  registry.has(isOptionalKey(field) ? field.schema : field)
+
 /** Compiles a record of argument schemas (or `Schema.optionalKey` of them). */
 export const compileFields = (fields: Readonly<Record<string, unknown>>): FieldsCodec => {
   const compiled: Array<CompiledField> = []

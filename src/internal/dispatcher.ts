@@ -29,6 +29,7 @@ import type { Snapshot } from "../ConnectionInfo.ts"
 import { type Any as AnyHandler, isQuit, Responders } from "../Responders.ts"
 import type { FieldsCodec } from "./argument.ts"
 import { asciiUpper, fromLatin1, latin1, pyBytesRepr } from "./bytes.ts"
+import { dispatcherObserver } from "./observability.ts"
 import { fromCause, type Outcome, unknown } from "./outcome.ts"
 
 /** How the dispatcher sends: implemented by the connection. */
@@ -125,6 +126,7 @@ export const make = Effect.fnUntraced(function*(
   options?: Options
 ) {
   const responders = yield* Responders
+  const observer = yield* dispatcherObserver(info, options)
   const valuePool = options?.valuePool
   const maxHandlers = options?.maxConcurrentHandlers ?? DEFAULT_MAX_CONCURRENT_HANDLERS
   const maxQueued = options?.maxQueuedCommands ?? DEFAULT_MAX_QUEUED_COMMANDS
@@ -212,8 +214,8 @@ export const make = Effect.fnUntraced(function*(
       } catch (e) {
         return Effect.fail(e as CallError)
       }
-      if (!command.requiresAnswer) return tell(box) as Effect.Effect<any, CallError>
-      return withCallSlot(ask(box)).pipe(
+      if (!command.requiresAnswer) return observer.call(command, box, tell(box)) as Effect.Effect<any, CallError>
+      return observer.call(command, box, withCallSlot(ask(box)).pipe(
         Effect.flatMap((answer): Effect.Effect<any, Command.Error<C> | CallError> => {
           if (answer.has(Command.ERROR)) {
             return Effect.fail(Command.errorFromWire(command, errorCode(answer), errorDescription(answer)))
@@ -226,7 +228,7 @@ export const make = Effect.fnUntraced(function*(
             return Effect.fail(e as CallError)
           }
         })
-      )
+      ))
     })
 
   const callRemoteRaw = (
@@ -439,18 +441,23 @@ export const make = Effect.fnUntraced(function*(
     switch (handler._tag) {
       case "Handler": {
         const command: Command.Any = handler.command
-        const args = decodeArgs(command, box)
-        if (isOutcome(args)) return finish(askTag, name, args)
-        return Effect.flatMap(
-          Effect.exit(Effect.suspend(() => call(handler.handle, args) as Effect.Effect<unknown, unknown>)),
-          (exit) => finish(askTag, name, Exit.isSuccess(exit) ? typedOutcome(command, exit.value) : fromCause(command, exit.cause))
-        )
+        const outcome = Effect.suspend((): Effect.Effect<Outcome> => {
+          const args = decodeArgs(command, box)
+          if (isOutcome(args)) return Effect.succeed(args)
+          return Effect.map(
+            Effect.exit(Effect.suspend(() => call(handler.handle, args) as Effect.Effect<unknown, unknown>)),
+            (exit) => Exit.isSuccess(exit) ? typedOutcome(command, exit.value) : fromCause(command, exit.cause)
+          )
+        })
+        return Effect.flatMap(observer.serve(name, box, outcome), (o) => finish(askTag, name, o))
       }
-      case "RawHandler":
-        return Effect.flatMap(
+      case "RawHandler": {
+        const outcome = Effect.map(
           Effect.exit(Effect.suspend(() => call(handler.handle, box) as Effect.Effect<Box, { code?: unknown; description?: string }>)),
-          (exit) => finish(askTag, name, Exit.isSuccess(exit) ? { _tag: "Answer", box: new Map(exit.value) } : rawOutcome(exit.cause))
+          (exit): Outcome => Exit.isSuccess(exit) ? { _tag: "Answer", box: new Map(exit.value) } : rawOutcome(exit.cause)
         )
+        return Effect.flatMap(observer.serve(name, box, outcome), (o) => finish(askTag, name, o))
+      }
       case "SwitchHandler": {
         // run inline: the bytes after this box belong to the next protocol if it accepts
         const command: Command.Any = handler.command

@@ -16,6 +16,8 @@ import type { Step as EngineStep } from "./dispatcher.ts"
 export interface ReaderOptions {
   readonly firstBoxTimeout?: Duration.Input | undefined
   readonly idleTimeout?: Duration.Input | undefined
+  /** Told the size of every chunk read (the bytes-received metric). */
+  readonly onRead: (bytes: number) => void
 }
 
 /** Runs a transition step for the reader; `leftover` takes the bytes read but not parsed. */
@@ -94,6 +96,7 @@ export const run = (
 
   return Stream.fromPull(Effect.succeed(nextChunk)).pipe(
     Stream.map((bytes): Batch => {
+      options.onRead(bytes.length)
       const boxes: Array<Box.Box> = []
       const ends: Array<number> = []
       const error = decoderOf().feed(bytes, boxes, ends)

@@ -27,10 +27,12 @@ export interface Writer {
   readonly end: Effect.Effect<void>
 }
 
-export const make = (maxQueuedBoxes: number | undefined): Effect.Effect<Writer> =>
+/** `onWrite` is told the size of every chunk written (the bytes-sent metric). */
+export const make = (maxQueuedBoxes: number | undefined, onWrite: (bytes: number) => void): Effect.Effect<Writer> =>
   Effect.map(Queue.bounded<Box.Box | Hold, Cause.Done>(maxQueuedBoxes ?? DEFAULT_MAX_QUEUED_BOXES), (queue) => {
     const writeBoxes = (writer: Socket.Writer, boxes: ReadonlyArray<Box.Box>) => {
       const chunks = Box.encodeChunksUnsafe(boxes)
+      for (let i = 0; i < chunks.length; i++) onWrite(chunks[i]!.length)
       return chunks.length === 1
         ? writer.write(chunks[0]!)
         : writer.writeAll(chunks as unknown as readonly [Uint8Array, ...Array<Uint8Array>])

@@ -1,0 +1,316 @@
+/**
+ * The observers behind `Observability`: what the dispatcher and the connection call around calls,
+ * handler runs, transitions and I/O. Each is built once per dispatcher / connection, from its options
+ * and the context it was made in (whose `MetricRegistry` receives the metrics); with tracing and
+ * metrics off every hook is the identity.
+ * @internal
+ */
+import { Cause, Context, Effect, Exit, Metric, Option, type Scope, Tracer } from "effect"
+import * as Command from "../Command.ts"
+import type { ConnectionInfo, Snapshot } from "../ConnectionInfo.ts"
+import { Attributes, metrics, type Options, type Outcome, TRACE_CONTEXT_KEY } from "../Observability.ts"
+
+/** The outcome of a handler run as the dispatcher computes it (mirrors `internal/outcome.ts`). */
+export type HandlerOutcome =
+  | { readonly _tag: "Answer" }
+  | { readonly _tag: "AnswerThenClose" }
+  | { readonly _tag: "Error"; readonly code: string; readonly description: string }
+  | { readonly _tag: "Unknown"; readonly reason: string }
+
+const MAX_SERIES = 4096
+const series = new Map<string, Metric.Metric<number, unknown>>()
+/** A labelled metric, cached (label values are bounded: command names this side knows, outcomes). */
+const labelled = (metric: Metric.Metric<number, any>, attributes: Record<string, string>): Metric.Metric<number, unknown> => {
+  let key = metric.id
+  for (const k in attributes) key += `\u0000${k}=${attributes[k]}`
+  let found = series.get(key)
+  if (found === undefined) {
+    found = Metric.withAttributes(metric, attributes) as Metric.Metric<number, unknown>
+    if (series.size < MAX_SERIES) series.set(key, found)
+  }
+  return found
+}
+
+type Series = Metric.Metric<number, unknown>
+interface CommandSeries {
+  readonly started: Series
+  readonly finished: Map<string, Series>
+  readonly duration: Map<string, Series>
+}
+const bySide = { client: new Map<string, CommandSeries>(), server: new Map<string, CommandSeries>() }
+/** The labelled series of one command on one side (cached: no label strings built per call). */
+const commandSeries = (side: "client" | "server", command: string): CommandSeries => {
+  let found = bySide[side].get(command)
+  if (found === undefined) {
+    found = {
+      started: labelled(side === "client" ? metrics.clientCallsStarted : metrics.serverCallsStarted, { command }),
+      finished: new Map(),
+      duration: new Map()
+    }
+    if (bySide[side].size < MAX_SERIES) bySide[side].set(command, found)
+  }
+  return found
+}
+const outcomeSeries = (
+  side: "client" | "server",
+  which: "finished" | "duration",
+  series: CommandSeries,
+  command: string,
+  outcome: string
+): Series => {
+  let found = series[which].get(outcome)
+  if (found === undefined) {
+    const metric = side === "client"
+      ? which === "finished" ? metrics.clientCallsFinished : metrics.clientCallDuration
+      : which === "finished"
+      ? metrics.serverCallsFinished
+      : metrics.serverCallDuration
+    found = labelled(metric, { command, outcome })
+    if (series[which].size < 64) series[which].set(outcome, found)
+  }
+  return found
+}
+
+/** Span attributes per connection snapshot and command (a snapshot changes only at StartTLS). */
+const attributeCache = new WeakMap<Snapshot, Map<string, Record<string, unknown>>>()
+const cachedAttributes = (snapshot: Snapshot, method: string): Record<string, unknown> => {
+  let byMethod = attributeCache.get(snapshot)
+  if (byMethod === undefined) attributeCache.set(snapshot, byMethod = new Map())
+  let found = byMethod.get(method)
+  if (found === undefined) {
+    found = connectionAttributes(snapshot, method)
+    if (byMethod.size < 1024) byMethod.set(method, found)
+  }
+  return found
+}
+
+/** Classifies a call's exit. */
+export const callOutcome = (command: Command.Any, exit: Exit.Exit<unknown, unknown>): Outcome => {
+  if (Exit.isSuccess(exit)) return "ok"
+  const error = Cause.findErrorOption(exit.cause)
+  if (Option.isNone(error)) return Cause.hasInterruptsOnly(exit.cause) ? "interrupted" : "UNKNOWN"
+  const value = error.value as { readonly _tag?: string; readonly code?: string }
+  const declared = Command.errorCodeFor(command, value)
+  if (declared !== undefined) return declared.code
+  switch (value?._tag) {
+    case "UnknownRemoteError":
+      return typeof value.code === "string" ? value.code : "UNKNOWN"
+    case "UnhandledCommand":
+      return "UNHANDLED"
+    case "ConnectionLost":
+      return "connection_lost"
+    case "ProtocolSwitched":
+      return "protocol_switched"
+    case "ArgumentError":
+      return "argument_error"
+    case "TooLong":
+      return "too_long"
+    case "InvalidKey":
+      return "invalid_key"
+    default:
+      return "UNKNOWN"
+  }
+}
+
+const handlerOutcome = (outcome: HandlerOutcome): Outcome =>
+  outcome._tag === "Answer" || outcome._tag === "AnswerThenClose" ? "ok" : outcome._tag === "Error" ? outcome.code : "UNKNOWN"
+
+/** Span attributes describing the connection. */
+export const connectionAttributes = (snapshot: Snapshot, method?: string): Record<string, unknown> => {
+  const attributes: Record<string, unknown> = {
+    [Attributes.system]: "amp",
+    [Attributes.transport]: snapshot.transport,
+    [Attributes.tls]: snapshot.tls
+  }
+  if (method !== undefined) attributes[Attributes.method] = method
+  const remote = snapshot.remoteAddress
+  if (remote !== undefined) {
+    const match = /^\[?(.*?)\]?:(\d+)$/.exec(remote)
+    if (match !== null && snapshot.transport === "tcp") {
+      attributes[Attributes.peerAddress] = match[1]
+      attributes[Attributes.peerPort] = Number(match[2])
+    } else {
+      attributes[Attributes.peerAddress] = remote
+    }
+  }
+  return attributes
+}
+
+/** Encodes a span as the value of {@link TRACE_CONTEXT_KEY}. */
+export const encodeTraceContext = (span: Tracer.AnySpan): Uint8Array => {
+  const text = `00-${span.traceId}-${span.spanId}-${span.sampled ? "01" : "00"}`
+  const out = new Uint8Array(text.length)
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i) & 0xff
+  return out
+}
+
+/** Decodes the value of {@link TRACE_CONTEXT_KEY}; undefined when malformed. */
+export const decodeTraceContext = (bytes: Uint8Array | undefined): Tracer.ExternalSpan | undefined => {
+  if (bytes === undefined || bytes.length > 256) return undefined
+  const parts = String.fromCharCode(...bytes).split("-")
+  if (parts.length !== 4 || parts[1]!.length === 0 || parts[2]!.length === 0) return undefined
+  return Tracer.externalSpan({ traceId: parts[1]!, spanId: parts[2]!, sampled: parts[3] === "01" })
+}
+
+/** Marks a handler run that answered with an error, so its span ends as failed. */
+class HandlerFailed extends Error {
+  readonly outcome: HandlerOutcome
+  constructor(outcome: HandlerOutcome) {
+    super(outcome._tag === "Error" ? `${outcome.code}: ${outcome.description}` : `UNKNOWN: ${(outcome as { reason: string }).reason}`)
+    this.outcome = outcome
+    this.name = "AmpHandlerFailed"
+  }
+}
+
+/** What the dispatcher calls. */
+export interface DispatcherObserver {
+  /** Wraps a call: client span, call metrics; with propagation on, adds the trace key to `box`. */
+  readonly call: <A, E>(command: Command.Any, box: Map<string, Uint8Array> | undefined, effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
+  /** Wraps a handler run (inside the handler's context): server span, handler metrics. */
+  readonly serve: <O extends HandlerOutcome, R>(name: string, box: ReadonlyMap<string, Uint8Array>, run: Effect.Effect<O, never, R>) => Effect.Effect<O, never, R>
+}
+
+const now = (): number => performance.now()
+
+/** Builds the dispatcher's observer from its options and the current context. */
+export const dispatcherObserver = (
+  info: ConnectionInfo["Service"],
+  options: Options | undefined
+): Effect.Effect<DispatcherObserver> =>
+  Effect.map(Effect.context<never>(), (context) => {
+    const tracing = options?.disableTracing !== true
+    const metered = options?.disableMetrics !== true
+    const propagate = tracing && options?.propagateTraceContext === true
+    const prefix = options?.spanPrefix
+    // Handlers run with the services their Responders captured; when those hold no tracer, the
+    // tracer of the context the connection was made in is used for the server spans.
+    const connectionTracer = context.mapUnsafe.has(Tracer.TracerKey) ? Context.get(context, Tracer.Tracer) : undefined
+    const spanName = (name: string) => prefix === undefined ? name : `${prefix}.${name}`
+    const record = (side: "client" | "server", series: CommandSeries, name: string, outcome: Outcome, started: number) => {
+      outcomeSeries(side, "finished", series, name, outcome).updateUnsafe(1, context)
+      outcomeSeries(side, "duration", series, name, outcome).updateUnsafe(now() - started, context)
+      ;(side === "client" ? metrics.clientCallsOutstanding : metrics.serverHandlersActive).updateUnsafe(-1, context)
+    }
+
+    const call: DispatcherObserver["call"] = (command, box, effect) => {
+      if (!tracing && !metered) return effect
+      const name = command.name
+      const instrumented = (span: Tracer.Span | undefined) =>
+        Effect.suspend(() => {
+          const started = metered ? now() : 0
+          const series = metered ? commandSeries("client", name) : undefined
+          if (series !== undefined) {
+            series.started.updateUnsafe(1, context)
+            metrics.clientCallsOutstanding.updateUnsafe(1, context)
+          }
+          if (span !== undefined && propagate && box !== undefined) box.set(TRACE_CONTEXT_KEY, encodeTraceContext(span))
+          return Effect.onExit(effect, (exit) => {
+            const outcome = callOutcome(command, exit)
+            if (span !== undefined) {
+              span.attribute(Attributes.outcome, outcome)
+              if (outcome !== "ok" && command.compiled.byCode.has(outcome)) span.attribute(Attributes.errorCode, outcome)
+            }
+            if (series !== undefined) record("client", series, name, outcome, started)
+            return Effect.void
+          })
+        })
+      if (!tracing) return instrumented(undefined)
+      return Effect.flatMap(info.get, (snapshot) =>
+        Effect.useSpan(spanName(name), {
+          kind: "client",
+          attributes: cachedAttributes(snapshot, name)
+        }, instrumented))
+    }
+
+    const serve: DispatcherObserver["serve"] = (name, box, run) => {
+      if (!tracing && !metered) return run
+      const instrumented = (span: Tracer.Span | undefined) =>
+        Effect.suspend(() => {
+          const started = metered ? now() : 0
+          const series = metered ? commandSeries("server", name) : undefined
+          if (series !== undefined) {
+            series.started.updateUnsafe(1, context)
+            metrics.serverHandlersActive.updateUnsafe(1, context)
+          }
+          const inner = span === undefined ? run : Effect.withParentSpan(run, span, { captureStackTrace: false })
+          const annotated = span === undefined ? inner : Effect.map(inner, (outcome) => {
+            span.attribute(Attributes.outcome, handlerOutcome(outcome))
+            if (outcome._tag === "Error") span.attribute(Attributes.errorCode, outcome.code)
+            return outcome
+          })
+          if (series === undefined) return annotated
+          // interrupted handlers (the connection closed) are counted too
+          return Effect.onExit(annotated, (exit) => {
+            record("server", series, name, Exit.isSuccess(exit) ? handlerOutcome(exit.value) : "interrupted", started)
+            return Effect.void
+          })
+        })
+      if (!tracing) return instrumented(undefined)
+      const parent = propagate ? decodeTraceContext(box.get(TRACE_CONTEXT_KEY)) : undefined
+      const traced = Effect.flatMap(info.get, (snapshot) =>
+        Effect.catch(
+          Effect.useSpan(spanName(name), {
+            kind: "server",
+            attributes: cachedAttributes(snapshot, name),
+            ...(parent !== undefined ? { parent } : {})
+          }, (span) =>
+            Effect.flatMap(instrumented(span), (outcome) =>
+              outcome._tag === "Answer" || outcome._tag === "AnswerThenClose"
+                ? Effect.succeed(outcome)
+                : Effect.fail(new HandlerFailed(outcome)))),
+          (failed) => Effect.succeed(failed.outcome as typeof failed.outcome & Effect.Success<typeof run>)
+        ))
+      return connectionTracer === undefined ? traced : Effect.withFiber((fiber) =>
+        fiber.context.mapUnsafe.has(Tracer.TracerKey) ? traced : Effect.withTracer(traced, connectionTracer))
+    }
+    return { call, serve }
+  })
+
+/** What the connection calls. */
+export interface ConnectionObserver {
+  /** Wraps a transition (StartTLS, switch) in a span. */
+  readonly span: (name: string, kind: "client" | "server", method: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  readonly received: (bytes: number) => void
+  readonly sent: (bytes: number) => void
+}
+
+/**
+ * Builds the connection's observer from its options and the current context, and counts the
+ * connection as open until the current scope closes.
+ */
+export const connectionObserver = (
+  info: ConnectionInfo["Service"],
+  role: "client" | "server",
+  options: Options | undefined
+): Effect.Effect<ConnectionObserver, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const context = yield* Effect.context<never>()
+    const tracing = options?.disableTracing !== true
+    const metered = options?.disableMetrics !== true
+    const labels = { role }
+    const received = labelled(metrics.bytesReceived, labels)
+    const sent = labelled(metrics.bytesSent, labels)
+    if (metered) {
+      const open = labelled(metrics.connectionsOpen, labels)
+      open.updateUnsafe(1, context)
+      yield* Effect.addFinalizer(() => Effect.sync(() => open.updateUnsafe(-1, context)))
+    }
+    return {
+      span: (name, kind, method) => (effect) =>
+        tracing
+          ? Effect.flatMap(info.get, (snapshot) =>
+            Effect.withSpan(effect, name, { kind, attributes: connectionAttributes(snapshot, method), captureStackTrace: false }))
+          : effect,
+      received: metered ? (bytes) => received.updateUnsafe(bytes, context) : () => {},
+      sent: metered ? (bytes) => sent.updateUnsafe(bytes, context) : () => {}
+    } satisfies ConnectionObserver
+  })
+
+/** A span around `Client.connect` (identity when tracing is off). */
+export const connectSpan = (options: Options & { readonly address: string }) =>
+<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  options.disableTracing === true ? effect : Effect.withSpan(effect, "amp.connect", {
+    kind: "client",
+    attributes: { [Attributes.system]: "amp", "server.address": options.address },
+    captureStackTrace: false
+  })
