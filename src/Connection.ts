@@ -188,7 +188,15 @@ export const make = Effect.fnUntraced(function*(
   }
 
   const dispatcherScope = yield* Scope.fork(scope)
-  const engine = yield* Scope.provide(Engine.make(outbox, info, { ...options, valuePool }), dispatcherScope)
+  const engine = yield* Scope.provide(
+    Engine.make(
+      outbox,
+      info,
+      { ...options, valuePool },
+      (name) => observer.span(SpanNames.switchProtocol, "server", name)
+    ),
+    dispatcherScope
+  )
 
   const core: Core = {
     role,
@@ -230,7 +238,7 @@ export const make = Effect.fnUntraced(function*(
           observer.span(SpanNames.startTLS, "server", StartTLS.StartTLS.name)
         )
       case "Switch":
-        return ProtocolSwitch.respond(core, step, leftover).pipe(observer.span(SpanNames.switchProtocol, "server", step.name))
+        return ProtocolSwitch.respond(core, step, leftover)
       case "Answered":
         return step.transition._tag === "StartTls"
           ? StartTLS.answered(core, step.transition, step.answer, step.deliver, leftover)

@@ -123,7 +123,9 @@ const SWITCHED = "This connection has switched: no AMP traffic allowed."
 export const make = Effect.fnUntraced(function*(
   outbox: Outbox,
   info: ConnectionInfo["Service"],
-  options?: Options
+  options?: Options,
+  /** Wraps a switch responder's run (the connection's `amp.switch` server span). */
+  switchSpan: (name: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = () => (effect) => effect
 ) {
   const responders = yield* Responders
   const observer = yield* dispatcherObserver(info, options)
@@ -468,8 +470,9 @@ export const make = Effect.fnUntraced(function*(
           (exit) =>
             Exit.isSuccess(exit)
               ? Effect.succeed<Step>({ _tag: "Switch", ask: askTag, name, inner: exit.value as Inner })
-              : Effect.as(finish(askTag, name, fromCause(command, exit.cause)), undefined)
-        )
+              // a refused switch ends its span failed
+              : Effect.andThen(finish(askTag, name, fromCause(command, exit.cause)), Effect.fail(exit.cause))
+        ).pipe(switchSpan(name), Effect.catch(() => Effect.succeed(undefined)))
       }
     }
   }
