@@ -33,6 +33,7 @@ import { concatBytes, latin1 } from "./internal/bytes.ts"
 import { destroy, wrapDuplex } from "./internal/node.ts"
 import type { SwitchedSocket } from "./ProtocolSwitch.ts"
 import { Responders, type SwitchHandler } from "./Responders.ts"
+import type * as Descriptors from "./internal/descriptors.ts"
 import { OnlyOneTLS, StartTLS, TLS_UNAVAILABLE, TlsError, type TlsOptions } from "./StartTLS.ts"
 
 /**
@@ -94,6 +95,8 @@ export interface TransportOptions {
   readonly raw?: Duplex | undefined
   /** The host we connected to (default TLS server name for hostname checks). */
   readonly host?: string | undefined
+  /** File-descriptor passing (`Argument.Descriptor`) on this connection, or why it is unavailable. */
+  readonly descriptors?: Descriptors.State | undefined
 }
 
 /**
@@ -405,7 +408,7 @@ export const make = Effect.fnUntraced(function*(
   }
 
   const dispatcherScope = yield* Scope.fork(scope)
-  const handle = yield* Scope.provide(Dispatcher.make(outbox, info, { ...options, valuePool }), dispatcherScope)
+  const handle = yield* Scope.provide(Dispatcher.make(outbox, info, { ...options, valuePool }, transport?.descriptors), dispatcherScope)
 
   // --- writer: batch everything queued, one socket write per batch --------------------------------
   // large values are not copied into the batch: they go to the socket as they are (a gather write)

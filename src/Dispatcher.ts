@@ -29,6 +29,7 @@ import type { FieldsCodec } from "./internal/argument.ts"
 import * as Command from "./Command.ts"
 import { ConnectionInfo } from "./ConnectionInfo.ts"
 import { latin1, pyBytesRepr } from "./internal/bytes.ts"
+import * as Descriptors from "./internal/descriptors.ts"
 import { Responders } from "./Responders.ts"
 
 /**
@@ -225,7 +226,8 @@ const tagBytes = (tag: string): Uint8Array => {
 export const make = Effect.fnUntraced(function*(
   outbox: Outbox,
   info: ConnectionInfo["Service"],
-  options?: Options
+  options?: Options,
+  descriptors?: Descriptors.State
 ) {
   const responders = yield* Responders
   const valuePool = options?.valuePool
@@ -306,7 +308,7 @@ export const make = Effect.fnUntraced(function*(
     Effect.suspend(() => {
       let box: Map<string, Uint8Array>
       try {
-        box = Command.encodeArgumentsUnsafe(command, args as Record<string, unknown>)
+        box = Descriptors.within(descriptors, () => Command.encodeArgumentsUnsafe(command, args as Record<string, unknown>))
       } catch (e) {
         return Effect.fail(e as ArgumentError)
       }
@@ -317,7 +319,7 @@ export const make = Effect.fnUntraced(function*(
             return Effect.fail(Command.errorFromWire(command, errorCode(answer), errorDescription(answer)))
           }
           try {
-            const response = Command.decodeResponseUnsafe(command, answer)
+            const response = Descriptors.within(descriptors, () => Command.decodeResponseUnsafe(command, answer))
             recycle(command.compiled.response, answer)
             return Effect.succeed(response)
           } catch (e) {
@@ -414,7 +416,7 @@ export const make = Effect.fnUntraced(function*(
       const command = handler.command
       let args: Record<string, unknown>
       try {
-        args = command.compiled.arguments.decode(box)
+        args = Descriptors.within(descriptors, () => command.compiled.arguments.decode(box))
       } catch (e) {
         return Effect.succeed({ _tag: "Unknown", reason: `bad arguments: ${(e as { reason?: string }).reason ?? e}` })
       }
@@ -424,7 +426,7 @@ export const make = Effect.fnUntraced(function*(
           onSuccess: (response): Outcome => {
             const out = new Map<string, Uint8Array>()
             try {
-              command.compiled.response.encode(response, out)
+              Descriptors.within(descriptors, () => command.compiled.response.encode(response, out))
             } catch (e) {
               return { _tag: "Unknown", reason: `bad response: ${(e as { reason?: string }).reason ?? e}` }
             }
