@@ -17,7 +17,7 @@
  * @since 0.1.0
  */
 import { Effect, Schema } from "effect"
-import { errnoName } from "./internal/descriptors.ts"
+import { errnoName, transfer as transferFd } from "./internal/descriptors.ts"
 import { native, unavailableReason as nativeReason } from "./internal/native.ts"
 
 /**
@@ -67,3 +67,15 @@ export const pipe: Effect.Effect<readonly [number, number], DescriptorUnavailabl
   if (typeof result === "number") return Effect.fail(new DescriptorUnavailable({ reason: `pipe(): ${errnoName(-result)}` }))
   return Effect.succeed([result[0], result[1]] as const)
 })
+
+/**
+ * Gives `fd` up to the connection that sends it next: instead of sending a duplicate (and leaving `fd`
+ * to you), the library sends `fd` itself and closes it once it has been written, or when the box
+ * cannot be sent. Use it for an fd made only to be sent, e.g. a responder's answer
+ * `{ fd: Descriptor.transfer(readEnd) }` (Twisted's peer must close its copy "later"; here the library
+ * does). Mark the fd right where it is sent: a marked fd that is never encoded stays open.
+ *
+ * @since 0.1.0
+ * @category ownership
+ */
+export const transfer = (fd: number): number => transferFd(fd)

@@ -20,6 +20,7 @@ import * as DateTime from "../DateTime.ts"
 import * as Decimal from "../Decimal.ts"
 import type { TlsOptions } from "../StartTLS.ts"
 import * as C from "./commands.ts"
+import * as Descriptors from "./descriptors.ts"
 import { expectedWire, SAMPLE_PATH, sampleItems, same, samples, show, UNICODE_TEXT } from "./samples.ts"
 import * as Server from "./server.ts"
 
@@ -32,6 +33,8 @@ import * as Server from "./server.ts"
 export interface CheckOptions {
   readonly host: string
   readonly port: number
+  /** A Unix socket to connect to instead of `host:port`; adds the file-descriptor checks. */
+  readonly path?: string | undefined
   readonly tlsCa?: string | undefined
   readonly tlsCert?: string | undefined
   readonly tlsKey?: string | undefined
@@ -68,6 +71,7 @@ type Conn = Connection.Connection
 interface Check {
   readonly name: string
   readonly needsTls?: boolean
+  readonly needsUnix?: boolean
   readonly run: (conn: Conn, ctx: Context) => Effect.Effect<void, unknown, Scope.Scope>
 }
 
@@ -606,7 +610,8 @@ const checks: ReadonlyArray<Check> = [
         const result = yield* conn.dispatcher.callRemote(C.PleaseCallMe, { name: "tls" })
         yield* expect(result.greeting === "Hello, tls!", () => `PleaseCallMe over TLS gave ${show(result)}`)
       })
-  }
+  },
+  ...Descriptors.checks.map(([name, run]): Check => ({ name, needsUnix: true, run }))
 ]
 
 /** Writes each payload on the switched socket and waits until everything written so far came back. */
@@ -711,13 +716,16 @@ export const check = (options: CheckOptions): Effect.Effect<{ passed: number; fa
     }
     const ctx: Context = { options, tls, clientCertCn }
     const selected = checks.filter((c) =>
-      (options.only === undefined ? true : options.only.includes(c.name)) && (c.needsTls !== true || tls !== undefined)
+      (options.only === undefined ? true : options.only.includes(c.name)) && (c.needsTls !== true || tls !== undefined) &&
+      (c.needsUnix !== true || options.path !== undefined)
     )
     let passed = 0
     let failed = 0
     for (const c of selected) {
       const exit = yield* Effect.gen(function*() {
-        const conn = yield* Client.connect({ host: options.host, port: options.port })
+        const conn = yield* Client.connect(
+          options.path !== undefined ? { path: options.path } : { host: options.host, port: options.port }
+        )
         yield* c.run(conn, ctx)
       }).pipe(
         Effect.scoped,

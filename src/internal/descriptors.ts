@@ -28,10 +28,17 @@ export class Channel {
   /** Called when the peer sends more unclaimed fds than {@link MAX_UNCLAIMED}. */
   onOverflow: (() => void) | undefined
 
-  /** Twisted's `_sendFileDescriptor`: queues a duplicate of `fd`, returns its send ordinal. */
+  /**
+   * Twisted's `_sendFileDescriptor`: queues a duplicate of `fd` (or `fd` itself when it was given up
+   * with {@link transfer}), returns its send ordinal.
+   */
   send(fd: number): number {
     const n = native()
     if (n === undefined || this.closed) throw new CodecFailure("the connection is closed")
+    if (transferred.delete(fd)) {
+      this.queue.push(fd)
+      return this.sendCounter++
+    }
     const copy = n.dup(fd)
     if (copy < 0) throw new CodecFailure(`cannot send file descriptor ${fd}: ${errnoName(-copy)}`)
     this.queue.push(copy)
@@ -99,6 +106,15 @@ export const NOT_UNIX: Unavailable = {
   reason: "file descriptors can only be passed over a Unix-domain connection (this one is not)"
 }
 
+/** fds given up by their owner: sent as they are and closed once written (or on failure). */
+const transferred = new Set<number>()
+
+/** Marks `fd` to be closed by the library once sent (see `Descriptor.transfer`). */
+export const transfer = (fd: number): number => {
+  transferred.add(fd)
+  return fd
+}
+
 let current: State | undefined
 let claimed: Array<number> | undefined
 
@@ -129,7 +145,10 @@ export const encode = (fd: number): number => {
   if (!Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) throw new CodecFailure(`not a file descriptor: ${String(fd)}`)
   const state = current
   if (state === undefined) throw new CodecFailure("a Descriptor can only be encoded by a connection (callRemote or a responder)")
-  if (!(state instanceof Channel)) throw new CodecFailure(state.reason)
+  if (!(state instanceof Channel)) {
+    if (transferred.delete(fd)) closeFd(fd)
+    throw new CodecFailure(state.reason)
+  }
   return state.send(fd)
 }
 
