@@ -50,8 +50,8 @@ const build = () => {
     execFileSync(cc, args, { stdio: ["ignore", "pipe", "pipe"] })
   } catch (error) {
     rmSync(tmp, { force: true })
-    const detail = error.code === "ENOENT" ? `no C compiler (${cc}) on PATH` : String(error.stderr || error.message).trim()
-    return `the build failed: ${detail}`
+    if (error.code === "ENOENT") return `no C compiler (${cc}) on PATH`
+    return `the build failed: ${String(error.stderr || error.message).trim()}`
   }
   renameSync(tmp, out)
   return undefined

@@ -1,0 +1,301 @@
+/**
+ * `Argument.Descriptor` over real Unix-domain sockets, against real Twisted in both directions: the
+ * conformance commands `ReadDescriptor` / `OpenDescriptor` (pipes, a regular file, empty, 65535 bytes,
+ * many calls in flight), several descriptors in one box, peers that vanish with fds in flight, TCP's
+ * typed refusal, and an ordinal that never arrived. After every test the count of this process's open
+ * fds (/proc/self/fd) is back where it was.
+ */
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect, Exit, Fiber } from "effect"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Argument, Client, Command, Descriptor, Responders, Server } from "../src/index.ts"
+import * as C from "../src/conformance/commands.ts"
+import { pipeWith, readAll } from "../src/conformance/descriptors.ts"
+import * as Conformance from "../src/conformance/server.ts"
+import { killRemaining, node, root, run, type Server as Process, startServer } from "./support/process.ts"
+import { describeTwisted, python, twistedDir } from "./support/twisted.ts"
+
+const peer = Path.join(twistedDir, "peer.py")
+const fdsPy = Path.join(twistedDir, "fds.py")
+
+const openFds = (): number => Fs.readdirSync("/proc/self/fd").length
+
+/** Waits (bounded) until the fd count is back to `baseline`; closes happen in callbacks. */
+const settled = async (baseline: number): Promise<number> => {
+  const deadline = Date.now() + 3000
+  let now = openFds()
+  while (now !== baseline && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    now = openFds()
+  }
+  return now
+}
+
+const bytesOf = (size: number, k = 7): Uint8Array => Uint8Array.from({ length: size }, (_, i) => (i * k) & 0xff)
+const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b))
+
+const ReadMany = Command.make("ReadMany", {
+  arguments: { items: Argument.AmpList({ fd: Argument.Descriptor }), extra: Argument.Descriptor },
+  response: { data: Argument.ListOf(Argument.String) }
+})
+const OpenMany = Command.make("OpenMany", {
+  arguments: { sizes: Argument.ListOf(Argument.SafeInteger) },
+  response: { items: Argument.AmpList({ fd: Argument.Descriptor, size: Argument.SafeInteger }) }
+})
+const manyHandlers = Responders.layer(
+  Responders.handle(ReadMany, ({ extra, items }) =>
+    Effect.map(
+      Effect.forEach([...items.map((i) => i.fd), extra], (fd) => Effect.orDie(readAll(fd))),
+      (data) => ({ data })
+    )),
+  Responders.handle(OpenMany, ({ sizes }) =>
+    Effect.map(
+      Effect.forEach(sizes, (size) => Effect.orDie(pipeWith(bytesOf(size, 13)))),
+      (fds) => ({ items: fds.map((fd, i) => ({ fd: Descriptor.transfer(fd), size: sizes[i]! })) })
+    ))
+)
+
+let dir: string
+let twisted: Process
+let baseline = 0
+
+const sock = (name: string) => Path.join(dir, name)
+
+/** Runs `effect` with a client connected to the Twisted server. */
+const withTwisted = <A, E>(f: (conn: import("../src/Connection.ts").Connection) => Effect.Effect<A, E>) =>
+  Effect.runPromise(
+    Effect.gen(function*() {
+      const conn = yield* Client.connect({ path: twisted.listening })
+      return yield* f(conn)
+    }).pipe(Effect.scoped, Effect.provide(Responders.empty))
+  )
+
+describe("Descriptor: availability", () => {
+  it("the native part is built here and loads", () => {
+    assert.strictEqual(Descriptor.unavailableReason(), undefined)
+    assert.isTrue(Descriptor.isAvailable())
+  })
+
+  it("the build script never fails the install: without a compiler it says how to enable fd passing", () => {
+    const result = spawnSync(node, [Path.join(root, "native", "build.mjs")], {
+      env: { ...process.env, CC: "/nonexistent/cc" },
+      encoding: "utf8",
+      timeout: 30_000
+    })
+    assert.strictEqual(result.status, 0)
+    assert.include(result.stdout, "not built (no C compiler (/nonexistent/cc) on PATH)")
+    assert.include(result.stdout, "npm rebuild effect-amp")
+    assert.isTrue(Descriptor.isAvailable()) // the existing build is untouched
+  })
+
+  it("over TCP a Descriptor argument fails with a typed error before anything is sent", async () => {
+    let handled = 0
+    const start = openFds()
+    const exit = await Effect.runPromise(
+      Effect.gen(function*() {
+        const server = yield* Server.make({ port: 0 }).pipe(
+          Effect.provide(Responders.layer(Responders.handle(C.ReadDescriptor, () =>
+            Effect.sync(() => {
+              handled++
+              return { data: new Uint8Array() }
+            }))))
+        )
+        const port = server.address._tag === "Tcp" ? server.address.port : 0
+        const conn = yield* Client.connect({ port }).pipe(Effect.provide(Responders.empty))
+        const [r, w] = yield* Descriptor.pipe
+        const result = yield* Effect.exit(conn.dispatcher.callRemote(C.ReadDescriptor, { fd: r }))
+        // the connection is fine and nothing of that call reached the peer
+        const echo = yield* conn.dispatcher.callRemote(C.ReadDescriptor, { fd: r }).pipe(Effect.flip)
+        Fs.closeSync(r)
+        Fs.closeSync(w)
+        return { result, echo }
+      }).pipe(Effect.scoped)
+    )
+    assert.isTrue(Exit.isFailure(exit.result))
+    const error = Exit.isFailure(exit.result) ? exit.result.cause.reasons[0] : undefined
+    assert.strictEqual(error?._tag, "Fail")
+    const failure = (error as { error: { _tag: string; key: string; message: string } }).error
+    assert.strictEqual(failure._tag, "ArgumentError")
+    assert.strictEqual(failure.key, "fd")
+    assert.include(failure.message, "only be passed over a Unix-domain connection")
+    assert.strictEqual(exit.echo._tag, "ArgumentError")
+    assert.strictEqual(handled, 0)
+    assert.strictEqual(await settled(start), start)
+  })
+})
+
+describeTwisted("Descriptor: interop with Twisted over Unix sockets", () => {
+  beforeAll(async () => {
+    dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-amp-fd-"))
+    twisted = await startServer(python, [peer, "server", "--unix", sock("twisted.sock")])
+    // warm up: the first connection makes process-wide fds (libuv's reserve fd, …)
+    await withTwisted((conn) => conn.dispatcher.callRemote(C.Sum, { a: 1n, b: 2n }))
+    await Effect.runPromise(Effect.scoped(Server.make({ path: sock("warmup.sock") }).pipe(Effect.provide(Responders.empty))))
+    baseline = openFds()
+  }, 30_000)
+
+  afterAll(async () => {
+    await twisted?.stop()
+    killRemaining()
+    Fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  const checkLeaks = async () => {
+    const now = await settled(baseline)
+    assert.strictEqual(now, baseline, `open fds: ${now}, before: ${baseline}`)
+  }
+
+  it("we send Twisted pipes and a regular file; it reads them (empty and 65535 bytes too)", async () => {
+    const file = sock("regular.txt")
+    Fs.writeFileSync(file, "a regular file\n".repeat(200))
+    const results = await withTwisted((conn) =>
+      Effect.gen(function*() {
+        const out: Array<boolean> = []
+        for (const size of [23, 0, 65535]) {
+          const data = bytesOf(size)
+          const fd = yield* pipeWith(data)
+          const { data: got } = yield* conn.dispatcher.callRemote(C.ReadDescriptor, { fd })
+          Fs.closeSync(fd) // a duplicate was sent: ours stays ours
+          out.push(same(got, data))
+        }
+        const ffd = Fs.openSync(file, "r")
+        const { data: got } = yield* conn.dispatcher.callRemote(C.ReadDescriptor, { fd: ffd })
+        Fs.closeSync(ffd)
+        out.push(Buffer.from(got).toString() === "a regular file\n".repeat(200))
+        return out
+      })
+    )
+    assert.deepStrictEqual(results, [true, true, true, true])
+    await checkLeaks()
+  }, 20_000)
+
+  it("many calls in flight, each with its own pipe, on one connection", async () => {
+    const results = await withTwisted((conn) =>
+      Effect.forEach(Array.from({ length: 120 }, (_, i) => i), (i) =>
+        Effect.gen(function*() {
+          const data = bytesOf(i * 97, i + 1)
+          const fd = yield* pipeWith(data)
+          const { data: got } = yield* conn.dispatcher.callRemote(C.ReadDescriptor, { fd: Descriptor.transfer(fd) })
+          return same(got, data)
+        }), { concurrency: "unbounded" })
+    )
+    assert.strictEqual(results.filter((ok) => ok).length, 120)
+    await checkLeaks()
+  }, 20_000)
+
+  it("Twisted sends us pipes (one per answer, 40 in flight, empty, 65535 bytes); we read them", async () => {
+    const results = await withTwisted((conn) =>
+      Effect.forEach([0, 65535, ...Array.from({ length: 40 }, (_, i) => i * 31)], (size) =>
+        Effect.gen(function*() {
+          const data = bytesOf(size, 3)
+          const { fd } = yield* conn.dispatcher.callRemote(C.OpenDescriptor, { data })
+          const got = yield* readAll(fd)
+          return same(got, data)
+        }), { concurrency: "unbounded" })
+    )
+    assert.strictEqual(results.filter((ok) => ok).length, 42)
+    await checkLeaks()
+  }, 20_000)
+
+  it("our conformance client passes every check against Twisted's server over the Unix socket", async () => {
+    const result = await run(node, ["bin/amp.ts", "check", "--unix", twisted.listening], { timeoutMillis: 60_000 })
+    assert.strictEqual(result.code, 0, result.stdout + result.stderr)
+    assert.include(result.stdout, "PASS ReadDescriptor")
+    assert.include(result.stdout, "PASS OpenDescriptor")
+    assert.notInclude(result.stdout, "FAIL")
+  }, 70_000)
+
+  it("Twisted's conformance client against our in-process server: it sends us pipes and a file, we send it pipes", async () => {
+    const path = sock("ours.sock")
+    const result = await Effect.runPromise(
+      Effect.gen(function*() {
+        yield* Server.make({ path })
+        return yield* Effect.promise(() =>
+          run(python, [peer, "client", "--unix", path, "--only", "ReadDescriptor,OpenDescriptor,PleaseCallMe"], {
+            timeoutMillis: 40_000
+          })
+        )
+      }).pipe(Effect.scoped, Effect.provide(Conformance.layer))
+    )
+    assert.strictEqual(result.code, 0, result.stdout + result.stderr)
+    assert.include(result.stdout, "PASS ReadDescriptor")
+    assert.include(result.stdout, "PASS OpenDescriptor")
+    assert.include(result.stdout, "3 passed, 0 failed")
+    await checkLeaks()
+  }, 50_000)
+
+  it("several descriptors in one box, both directions (AmpList of Descriptor plus one more)", async () => {
+    const path = sock("many.sock")
+    const result = await Effect.runPromise(
+      Effect.gen(function*() {
+        yield* Server.make({ path })
+        return yield* Effect.promise(() => run(python, [fdsPy, "many", path], { timeoutMillis: 40_000 }))
+      }).pipe(Effect.scoped, Effect.provide(manyHandlers))
+    )
+    assert.strictEqual(result.stdout.trim(), "OK", result.stdout + result.stderr)
+    assert.strictEqual(result.code, 0)
+    await checkLeaks()
+  }, 50_000)
+
+  it("a peer that vanishes with fds in flight (received, never claimed): they are closed", async () => {
+    const path = sock("vanish.sock")
+    const result = await Effect.runPromise(
+      Effect.gen(function*() {
+        const server = yield* Server.make({ path })
+        const outcome = yield* Effect.promise(() => run(python, [fdsPy, "vanish", path], { timeoutMillis: 40_000 }))
+        // the connection has ended (and its fds with it) once the server has none left
+        for (let i = 0; i < 100 && (yield* server.connections) > 0; i++) yield* Effect.sleep(20)
+        return outcome
+      }).pipe(Effect.scoped, Effect.provide(manyHandlers))
+    )
+    assert.strictEqual(result.stdout.trim(), "OK", result.stdout + result.stderr)
+    await checkLeaks()
+  }, 50_000)
+
+  it("Twisted vanishes mid-call while holding our pipe: the call fails ConnectionLost, nothing leaks", async () => {
+    const doomed = await startServer(python, [peer, "server", "--unix", sock("doomed.sock")])
+    const outcome = await Effect.runPromise(
+      Effect.gen(function*() {
+        const conn = yield* Client.connect({ path: doomed.listening })
+        const [r, w] = yield* Descriptor.pipe
+        // the write end stays open here, so Twisted's read blocks until it is killed
+        const fiber = yield* Effect.forkChild(Effect.exit(conn.dispatcher.callRemote(C.ReadDescriptor, { fd: r })))
+        const [r2, w2] = yield* Descriptor.pipe
+        const second = yield* Effect.forkChild(Effect.exit(conn.dispatcher.callRemote(C.ReadDescriptor, { fd: Descriptor.transfer(r2) })))
+        yield* Effect.sleep(300)
+        yield* Effect.promise(() => doomed.stop(0))
+        const exits = [yield* Fiber.join(fiber), yield* Fiber.join(second)]
+        for (const fd of [r, w, w2]) Fs.closeSync(fd)
+        return exits
+      }).pipe(Effect.scoped, Effect.provide(Responders.empty))
+    )
+    for (const exit of outcome) {
+      assert.isTrue(Exit.isFailure(exit))
+      const reason = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
+      assert.strictEqual((reason as { error?: { _tag: string } })?.error?._tag, "ConnectionLost")
+    }
+    await checkLeaks()
+  }, 30_000)
+
+  it("an ordinal whose fd never arrived: UNKNOWN, the connection closes (as in Twisted)", async () => {
+    const path = sock("unknown.sock")
+    const result = await Effect.runPromise(
+      Effect.gen(function*() {
+        yield* Server.make({ path })
+        const conn = yield* Client.connect({ path }).pipe(Effect.provide(Responders.empty))
+        const error = yield* Effect.flip(conn.dispatcher.callRemoteRaw("ReadDescriptor", new Map([["fd", Buffer.from("5")]])))
+        const ended = yield* conn.ended
+        return { error, ended }
+      }).pipe(Effect.scoped, Effect.provide(Conformance.layer))
+    )
+    assert.strictEqual(result.error._tag, "UnknownRemoteError")
+    assert.strictEqual((result.error as { code?: string }).code, "UNKNOWN")
+    assert.isDefined(result.ended)
+    await checkLeaks()
+  }, 20_000)
+})
+
+afterAll(() => killRemaining())
