@@ -91,6 +91,45 @@ describe("Descriptor: availability", () => {
     assert.isTrue(Descriptor.isAvailable()) // the existing build is untouched
   })
 
+  it("without the native part: Unix connections work, a Descriptor fails with a typed error saying how to enable it", async () => {
+    // a copy of the sources with no native/build next to them: what a machine without a C compiler has
+    const copy = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-amp-nonative-"))
+    try {
+      Fs.cpSync(Path.join(root, "src"), Path.join(copy, "src"), { recursive: true })
+      Fs.copyFileSync(Path.join(root, "package.json"), Path.join(copy, "package.json"))
+      Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(copy, "node_modules"))
+      Fs.writeFileSync(
+        Path.join(copy, "probe.ts"),
+        `import { Effect } from "effect"
+import { Client, Descriptor, Server } from "./src/index.ts"
+import * as C from "./src/conformance/commands.ts"
+import * as Conformance from "./src/conformance/server.ts"
+const path = ${JSON.stringify(Path.join(copy, "probe.sock"))}
+const out = await Effect.runPromise(Effect.gen(function*() {
+  yield* Server.make({ path })
+  const conn = yield* Client.connect({ path })
+  const sum = yield* conn.dispatcher.callRemote(C.Sum, { a: 2n, b: 3n })
+  const error = yield* Effect.flip(conn.dispatcher.callRemote(C.ReadDescriptor, { fd: 0 }))
+  const pipe = yield* Effect.flip(Descriptor.pipe)
+  return { sum: String(sum.total), tag: error._tag, message: error.message, pipe: pipe._tag, available: Descriptor.isAvailable() }
+}).pipe(Effect.scoped, Effect.provide(Conformance.layer)))
+console.log(JSON.stringify(out))
+`
+      )
+      const result = await run(node, ["probe.ts"], { cwd: copy, timeoutMillis: 30_000 })
+      assert.strictEqual(result.code, 0, result.stderr)
+      const out = JSON.parse(result.stdout) as Record<string, unknown>
+      assert.strictEqual(out.sum, "5")
+      assert.strictEqual(out.tag, "ArgumentError")
+      assert.include(String(out.message), "native part was not built")
+      assert.include(String(out.message), "npm rebuild effect-amp")
+      assert.strictEqual(out.pipe, "DescriptorUnavailable")
+      assert.strictEqual(out.available, false)
+    } finally {
+      Fs.rmSync(copy, { recursive: true, force: true })
+    }
+  }, 40_000)
+
   it("over TCP a Descriptor argument fails with a typed error before anything is sent", async () => {
     let handled = 0
     const start = openFds()
