@@ -34,7 +34,9 @@ export class FdSocket extends Duplex {
   private handle: NativeHandle | undefined
   private events = 0
   private wantRead = false
-  private pending: { data: Uint8Array; offset: number; callback: (error?: Error | null) => void } | undefined
+  private pending: { chunks: Array<Uint8Array>; index: number; offset: number; callback: (error?: Error | null) => void } | undefined
+  /** One receive buffer, reused: each read's bytes are copied out (exactly their size). */
+  private readonly receive = Buffer.allocUnsafe(READ_SIZE)
 
   constructor(addon: Native, fd: number) {
     super({ allowHalfOpen: false })
@@ -67,7 +69,7 @@ export class FdSocket extends Duplex {
 
   private readSome(): void {
     while (this.wantRead && this.handle !== undefined) {
-      const buffer = Buffer.allocUnsafe(READ_SIZE)
+      const buffer = this.receive
       const result = this.addon.recv(this.handle, buffer)
       if (typeof result === "number") {
         if (EAGAIN_CODES.has(errnoName(-result))) break
@@ -83,7 +85,7 @@ export class FdSocket extends Duplex {
         this.push(null)
         return
       }
-      if (!this.push(buffer.subarray(0, n))) this.wantRead = false
+      if (!this.push(Buffer.from(buffer.subarray(0, n)))) this.wantRead = false
       if (n < READ_SIZE && result.length === 1) break
     }
     this.setPolling()
@@ -97,42 +99,67 @@ export class FdSocket extends Duplex {
   private flush(): void {
     const pending = this.pending
     if (pending === undefined || this.handle === undefined) return
-    while (pending.offset < pending.data.length) {
-      const queue = this.channel.queue
-      const fds = queue.length === 0 ? null : Int32Array.from(queue.slice(0, pending.data.length - pending.offset))
-      const written = this.addon.send(this.handle, pending.data.subarray(pending.offset), fds)
-      if (written < 0) {
-        this.pending = undefined
-        this.setPolling()
-        pending.callback(errnoError("sendmsg", -written))
-        return
+    const chunks = pending.chunks
+    while (pending.index < chunks.length) {
+      const chunk = chunks[pending.index]!
+      const rest = chunk.length - pending.offset
+      if (rest > 0) {
+        const queue = this.channel.queue
+        const fds = queue.length === 0 ? null : Int32Array.from(queue.slice(0, rest))
+        const written = this.addon.send(this.handle, pending.offset === 0 ? chunk : chunk.subarray(pending.offset), fds)
+        if (written < 0) {
+          this.pending = undefined
+          this.setPolling()
+          pending.callback(errnoError("sendmsg", -written))
+          return
+        }
+        if (fds !== null) {
+          for (const fd of queue.splice(0, Math.min(written, fds.length))) this.addon.close(fd)
+        }
+        pending.offset += written
+        if (written < rest) {
+          this.setPolling() // the socket is full: wait until writable
+          return
+        }
       }
-      if (fds !== null) {
-        for (const fd of queue.splice(0, Math.min(written, fds.length))) this.addon.close(fd)
-      }
-      pending.offset += written
-      if (written === 0) break
-    }
-    if (pending.offset < pending.data.length) {
-      this.setPolling() // wait until writable
-      return
+      pending.index++
+      pending.offset = 0
     }
     this.pending = undefined
     this.setPolling()
     pending.callback()
   }
 
-  private start(data: Uint8Array, callback: (error?: Error | null) => void): void {
-    this.pending = { data, offset: 0, callback }
+  private start(chunks: Array<Uint8Array>, callback: (error?: Error | null) => void): void {
+    this.pending = { chunks, index: 0, offset: 0, callback }
     this.flush()
   }
 
   override _write(chunk: Uint8Array, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.start(chunk, callback)
+    this.start([chunk], callback)
   }
 
   override _writev(chunks: Array<{ chunk: Uint8Array }>, callback: (error?: Error | null) => void): void {
-    this.start(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk)), callback)
+    // small chunks are joined (fewer syscalls); large ones go as they are (no copy)
+    const out: Array<Uint8Array> = []
+    let small: Array<Uint8Array> = []
+    let smallBytes = 0
+    const join = () => {
+      if (small.length > 0) out.push(small.length === 1 ? small[0]! : Buffer.concat(small, smallBytes))
+      small = []
+      smallBytes = 0
+    }
+    for (const { chunk } of chunks) {
+      if (chunk.length >= 16384) {
+        join()
+        out.push(chunk)
+      } else {
+        small.push(chunk)
+        smallBytes += chunk.length
+      }
+    }
+    join()
+    this.start(out, callback)
   }
 
   override _final(callback: (error?: Error | null) => void): void {

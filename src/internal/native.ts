@@ -40,6 +40,10 @@ const load = (): void => {
     failure = "file descriptors cannot be passed on Windows"
     return
   }
+  if (process.env.EFFECT_AMP_NATIVE === "off") {
+    failure = "file-descriptor passing is turned off (EFFECT_AMP_NATIVE=off); unset it to enable it"
+    return
+  }
   try {
     const require = createRequire(import.meta.url)
     loaded = require("../../native/build/fdpass.node") as Native
