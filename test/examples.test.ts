@@ -35,7 +35,8 @@ const tested = [
   "bidirectional.ts",
   "layer.ts",
   "tls.ts",
-  "protocol-switch.ts"
+  "protocol-switch.ts",
+  "descriptor.ts"
 ]
 
 afterAll(() => killRemaining())
@@ -103,6 +104,17 @@ describe.concurrent("examples", () => {
   it("twisted-interop.ts without Twisted: install hint, SKIPPED, exit 0", async () => {
     const r = await run("/usr/bin/env", ["AMP_PYTHON=/nonexistent/python3", node, Path.join(root, "examples", "twisted-interop.ts")])
     assertLines(r, ["  sudo apt-get install python3-twisted", "SKIPPED twisted-interop: Twisted is not installed"])
+  })
+
+  it("descriptor.ts: a worker process writes into the parent's log through a passed descriptor", async () => {
+    assertLines(await example("descriptor.ts"), [
+      "the worker wrote 82 bytes into the log",
+      "app.log:",
+      "  [parent] log opened",
+      "  [worker] hello from the worker",
+      "  [worker] it wrote through our descriptor",
+      "  [parent] done"
+    ])
   })
 
   it("bidirectional.ts: the server calls the client during a call", async () => {
