@@ -644,7 +644,10 @@ const echoRoundTrips = (socket: Socket.Socket, payloads: ReadonlyArray<Uint8Arra
   })
 
 /** The names of every check, in order (`StartTLS` needs `tlsCa`). @since 0.1.0 @category checks */
-export const checkNames: ReadonlyArray<string> = checks.map((c) => c.name)
+export const checkNames: ReadonlyArray<string> = checks.filter((c) => c.needsUnix !== true).map((c) => c.name)
+
+/** The checks run only over a Unix socket (file-descriptor passing), after the others. @since 0.1.0 @category checks */
+export const unixCheckNames: ReadonlyArray<string> = checks.filter((c) => c.needsUnix === true).map((c) => c.name)
 
 const describeError = (error: unknown, timeoutMillis: number): string => {
   let text: string
@@ -696,11 +699,15 @@ export const check = (options: CheckOptions): Effect.Effect<{ passed: number; fa
     if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) {
       return yield* Effect.fail(new CheckConfigError("--tls-cert and --tls-key go together"))
     }
-    const unknown = (options.only ?? []).filter((name) => !checkNames.includes(name))
+    const unknown = (options.only ?? []).filter((name) => !checkNames.includes(name) && !unixCheckNames.includes(name))
     if (unknown.length > 0) {
       return yield* Effect.fail(
-        new CheckConfigError(`unknown check(s): ${unknown.join(", ")} (the checks: ${checkNames.join(", ")})`)
+        new CheckConfigError(`unknown check(s): ${unknown.join(", ")} (the checks: ${[...checkNames, ...unixCheckNames].join(", ")})`)
       )
+    }
+    const needsUnix = (options.only ?? []).find((name) => unixCheckNames.includes(name))
+    if (needsUnix !== undefined && options.path === undefined) {
+      return yield* Effect.fail(new CheckConfigError(`the ${needsUnix} check needs a Unix socket (--unix PATH)`))
     }
     if (options.only?.includes("StartTLS") === true && options.tlsCa === undefined) {
       return yield* Effect.fail(new CheckConfigError("the StartTLS check needs --tls-ca"))

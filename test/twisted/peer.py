@@ -13,7 +13,8 @@
     peer.py client --unix PATH [...]   (adds the ReadDescriptor/OpenDescriptor checks)
         Runs every check against a server with this command set, each on a fresh connection with a 10 s
         timeout; prints "PASS <name>" or "FAIL <name>: <reason>" per check, then "N passed, M failed".
-        Exits 0 only if none failed. --list prints the check names and exits.
+        Exits 0 only if none failed. --list prints the check names and exits (with --unix, the
+        descriptor checks too).
 
 Every responder is available on both ends (the client answers Greet, Notify, ... too). Twisted logs go
 to stderr (errors only, unless --verbose); stdout carries only the lines above.
@@ -1289,7 +1290,7 @@ def run_client_checks(checks, ctx, counts):
 
 def run_client(args):
     if args.list:
-        for name, _ in CHECKS + TLS_CHECKS + UNIX_CHECKS:
+        for name, _ in CHECKS + TLS_CHECKS + (UNIX_CHECKS if args.unix else []):
             out(name)
         return 0
     if args.unix:
@@ -1313,6 +1314,8 @@ def run_client(args):
         unknown = [n for n in wanted if n not in known]
         if unknown:
             sys.exit("unknown check(s): %s (see --list)" % ", ".join(unknown))
+        if not args.unix and any(name for name, _ in UNIX_CHECKS if name in wanted):
+            sys.exit("the ReadDescriptor and OpenDescriptor checks need --unix PATH")
         if "StartTLS" in wanted and ca is None:
             sys.exit("the StartTLS check needs --tls-ca")
         checks = [(name, fn) for name, fn in checks if name in wanted]
