@@ -31,7 +31,7 @@ const worker = (path: string) =>
         Responders.handle(WriteLog, ({ lines, log }) =>
           Effect.sync(() => {
             // the received descriptor is ours: write, then close it
-            const text = lines.map((line) => `[worker ${process.pid}] ${line}\n`).join("")
+            const text = lines.map((line) => `[worker] ${line}\n`).join("")
             try {
               return { bytes: Fs.writeSync(log, text) }
             } finally {
@@ -75,7 +75,7 @@ const parent = Effect.gen(function*() {
 
   Fs.writeSync(log, "[parent] done\n") // a duplicate was sent: our descriptor is still ours
   Fs.closeSync(log)
-  const lines = Fs.readFileSync(logPath, "utf8").replace(/\[worker \d+\]/g, "[worker]").trimEnd().split("\n")
+  const lines = Fs.readFileSync(logPath, "utf8").trimEnd().split("\n")
   yield* Console.log("app.log:")
   for (const line of lines) yield* Console.log(`  ${line}`)
 }).pipe(Effect.scoped)

@@ -108,7 +108,7 @@ describe.concurrent("examples", () => {
 
   it("descriptor.ts: a worker process writes into the parent's log through a passed descriptor", async () => {
     assertLines(await example("descriptor.ts"), [
-      "the worker wrote 82 bytes into the log",
+      "the worker wrote 72 bytes into the log",
       "app.log:",
       "  [parent] log opened",
       "  [worker] hello from the worker",
