@@ -15,6 +15,8 @@ import { Argument, Client, Command, Descriptor, Responders, Server } from "../sr
 import { checkNames, unixCheckNames } from "../src/conformance/client.ts"
 import * as C from "../src/conformance/commands.ts"
 import { pipeWith, readAll } from "../src/conformance/descriptors.ts"
+import { CodecFailure } from "../src/internal/argument.ts"
+import * as Descriptors from "../src/internal/descriptors.ts"
 import * as Conformance from "../src/conformance/server.ts"
 import { killRemaining, node, root, run, type Server as Process, startServer } from "./support/process.ts"
 import { describeTwisted, python, twistedDir } from "./support/twisted.ts"
@@ -186,6 +188,85 @@ console.log(JSON.stringify(out))
     assert.strictEqual(exit.echo._tag, "ArgumentError")
     assert.strictEqual(handled, 0)
     assert.strictEqual(await settled(start), start)
+  })
+})
+
+describeNative("Descriptor: the per-connection state (Twisted's _DescriptorExchanger)", () => {
+  const isOpen = (fd: number): boolean => Fs.existsSync(`/proc/self/fd/${fd}`)
+  const newPipe = (): [number, number] => Effect.runSync(Descriptor.pipe) as [number, number]
+  const throwsCodecFailure = (f: () => unknown, text: string) => {
+    try {
+      f()
+    } catch (e) {
+      assert.instanceOf(e, CodecFailure)
+      assert.include((e as CodecFailure).reason, text)
+      return
+    }
+    assert.fail("expected a CodecFailure")
+  }
+
+  it("send counts from 0 and queues duplicates; a failed encode un-queues its fds and restores the counter", () => {
+    const start = openFds()
+    const channel = new Descriptors.Channel()
+    const [r, w] = newPipe()
+    const ordinals = Descriptors.within(channel, () => [Descriptors.encode(r), Descriptors.encode(w)])
+    assert.deepStrictEqual(ordinals, [0, 1])
+    assert.strictEqual(channel.queue.length, 2)
+    assert.notInclude(channel.queue, r)
+    assert.throws(() =>
+      Descriptors.within(channel, () => {
+        Descriptors.encode(r)
+        Descriptors.encode(r)
+        throw new Error("a later field failed")
+      })
+    )
+    assert.strictEqual(channel.queue.length, 2)
+    assert.strictEqual(Descriptors.within(channel, () => Descriptors.encode(w)), 2)
+    channel.close()
+    Fs.closeSync(r)
+    Fs.closeSync(w)
+    assert.strictEqual(openFds(), start)
+  })
+
+  it("receive ordinals count from 0; each fd is claimed once; unclaimed ones are closed with the connection", () => {
+    const channel = new Descriptors.Channel()
+    const [r, w] = newPipe()
+    channel.received([r, w])
+    assert.strictEqual(Descriptors.within(channel, () => Descriptors.decode(1n)), w)
+    throwsCodecFailure(() => Descriptors.within(channel, () => Descriptors.decode(1n)), "no file descriptor was received for ordinal 1")
+    throwsCodecFailure(() => Descriptors.within(channel, () => Descriptors.decode(7n)), "ordinal 7")
+    channel.close()
+    assert.isFalse(isOpen(r)) // unclaimed: closed
+    assert.isTrue(isOpen(w)) // claimed: the decoder's
+    Fs.closeSync(w)
+    const [late] = newPipe()
+    channel.received([late]) // after the end: closed at once
+    assert.isFalse(isOpen(late))
+  })
+
+  it("a decode that fails after claiming closes what it claimed", () => {
+    const channel = new Descriptors.Channel()
+    const [r, w] = newPipe()
+    channel.received([r])
+    assert.throws(() =>
+      Descriptors.within(channel, () => {
+        Descriptors.decode(0n)
+        throw new Error("a later field failed")
+      })
+    )
+    assert.isFalse(isOpen(r))
+    Fs.closeSync(w)
+  })
+
+  it("outside a Unix connection: a typed reason; a transferred fd is closed rather than leaked", () => {
+    const [r, w] = newPipe()
+    throwsCodecFailure(() => Descriptors.within(undefined, () => Descriptors.encode(r)), "Unix-domain connection")
+    throwsCodecFailure(() => Descriptors.encode(r), "can only be encoded by a connection")
+    throwsCodecFailure(() => Descriptors.within(undefined, () => Descriptors.encode(Descriptor.transfer(w))), "Unix-domain")
+    assert.isFalse(isOpen(w))
+    assert.isTrue(isOpen(r))
+    throwsCodecFailure(() => Descriptors.within(new Descriptors.Channel(), () => Descriptors.encode(-1)), "not a file descriptor")
+    Fs.closeSync(r)
   })
 })
 
