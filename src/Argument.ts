@@ -890,8 +890,9 @@ const DescriptorArg = makeArgument({
  *
  * Ownership:
  * - **Sending**: a duplicate of the fd is sent (made when the box is encoded, closed once written), so
- *   the fd stays yours: close it whenever you like after `callRemote` has started, or, in a responder,
- *   after the answer has been encoded (it is encoded as the handler returns; e.g. `setImmediate(close)`).
+ *   the fd stays yours: close it whenever you like once `callRemote` has been called. To hand an fd over
+ *   instead (typical for a responder's answer), send `Descriptor.transfer(fd)`: the connection then sends
+ *   that fd itself and closes it once written.
  * - **Receiving**: the fd belongs to the handler (or caller) that decoded it, which must close it.
  *   Received fds that nobody claims (an abandoned call's answer, a failed decode) are closed when the
  *   connection ends; more than 1024 unclaimed fds close the connection.
