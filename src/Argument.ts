@@ -890,7 +890,8 @@ const DescriptorArg = makeArgument({
  *
  * Ownership:
  * - **Sending**: a duplicate of the fd is sent (made when the box is encoded, closed once written), so
- *   the fd stays yours: close it whenever you like once `callRemote` has been called. To hand an fd over
+ *   the fd stays yours: close it whenever you like once the call has started (its box is encoded as the
+ *   `callRemote` effect starts running; not when the effect is merely built). To hand an fd over
  *   instead (typical for a responder's answer), send `Descriptor.transfer(fd)`: the connection then sends
  *   that fd itself and closes it once written.
  * - **Receiving**: the fd belongs to the handler (or caller) that decoded it, which must close it.
