@@ -19,6 +19,7 @@
  * | `Path`         | {@link Path}       | `string` (absolute path)             |
  * | `ListOf(t)`    | {@link ListOf}     | `ReadonlyArray<T>`                   |
  * | `AmpList(...)` | {@link AmpList}    | `ReadonlyArray<{ ... }>`             |
+ * | `Descriptor`   | {@link Descriptor} | `number` (an open fd; Unix sockets)  |
  * | `optional=True`| {@link optional}   | an optional property                 |
  *
  * @example
@@ -49,6 +50,7 @@ import {
   register
 } from "./internal/argument.ts"
 import { asciiBytes, latin1, pyBytesRepr, utf8Encoder, utf8Strict } from "./internal/bytes.ts"
+import * as Descriptors from "./internal/descriptors.ts"
 
 export {
   /**
@@ -880,3 +882,38 @@ export const DateTime = DateTimeArg
  * @category arguments
  */
 export const Path = PathArg
+
+const DescriptorArg = makeArgument({
+  name: "Descriptor",
+  keepsBytes: false,
+  type: Schema.Int,
+  encode: (fd: number) => encodeBigInt(BigInt(Descriptors.encode(fd))),
+  decode: (bytes) => Descriptors.decode(fastCodecOf(IntegerArg).decode(bytes) as bigint)
+})
+
+/**
+ * An open file descriptor passed over a Unix-domain connection (Twisted's `Descriptor`): a regular
+ * file, a pipe, a socket. The TypeScript value is the fd number (use it with `node:fs`, `net.Socket`…).
+ * Byte-compatible with Twisted: the wire value is a per-connection ordinal (decimal, counting from 0 in
+ * each direction) and the fd itself travels as `SCM_RIGHTS` ancillary data on the box's first bytes.
+ *
+ * Ownership:
+ * - **Sending**: a duplicate of the fd is sent (made when the box is encoded, closed once written), so
+ *   the fd stays yours: close it whenever you like once the call has started (its box is encoded as the
+ *   `callRemote` effect starts running; not when the effect is merely built). To hand an fd over
+ *   instead (typical for a responder's answer), send `Descriptor.transfer(fd)`: the connection then sends
+ *   that fd itself and closes it once written.
+ * - **Receiving**: the fd belongs to the handler (or caller) that decoded it, which must close it.
+ *   Received fds that nobody claims (an abandoned call's answer, a failed decode) are closed when the
+ *   connection ends; more than 1024 unclaimed fds close the connection.
+ *
+ * Needs effect-amp's native part (built by `npm install` with a C compiler) and a Unix-domain
+ * connection (`Client.connect({ path })`, `Server.make({ path })`). Otherwise, and over TCP, a call
+ * with a `Descriptor` fails with an `ArgumentError` before anything is sent, saying why (and how to
+ * enable it). A received ordinal whose fd has not arrived fails like a bad argument (`UNKNOWN`, then
+ * the connection closes), as in Twisted.
+ *
+ * @since 0.1.0
+ * @category arguments
+ */
+export const Descriptor = DescriptorArg

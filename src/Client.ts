@@ -20,6 +20,7 @@ import { Duration, Effect, Layer, Schema } from "effect"
 import * as Net from "node:net"
 import * as Connection from "./Connection.ts"
 import { Dispatcher } from "./Dispatcher.ts"
+import * as FdSocket from "./internal/fdSocket.ts"
 import { describe, destroy, wrapDuplex } from "./internal/node.ts"
 import * as Reconnecting from "./Reconnecting.ts"
 import { connectSpan } from "./internal/observability.ts"
@@ -116,14 +117,16 @@ export const openSocket = (options: Address & { readonly connectTimeout?: Durati
 export const connect = (options: ConnectOptions) => connectSpan({ ...options, address: addressText(options) })(connectUntraced(options))
 
 const connectUntraced = Effect.fnUntraced(function*(options: ConnectOptions) {
-  const raw = yield* openSocket(options)
+  const opened = yield* openSocket(options)
   // a late socket error (after connect) surfaces through the reader; keep Node from throwing meanwhile
-  raw.on("error", () => {})
+  opened.on("error", () => {})
+  const info = { ...describe(opened, options.path !== undefined ? "unix" : "tcp", options.path), ...options.info }
+  const { raw, descriptors } = yield* FdSocket.adopt(opened, options.path !== undefined) // Unix: fd passing
   const socket = yield* wrapDuplex(raw)
   return yield* Connection.make(socket, {
     ...options,
-    info: { ...describe(raw, options.path !== undefined ? "unix" : "tcp", options.path), ...options.info }
-  }, { role: "client", raw, host: options.path !== undefined ? undefined : options.host ?? "127.0.0.1" }).pipe(Effect.mapError((error) => new ConnectError({ address: addressText(options), reason: error.message })))
+    info
+  }, { role: "client", raw, descriptors, host: options.path !== undefined ? undefined : options.host ?? "127.0.0.1" }).pipe(Effect.mapError((error) => new ConnectError({ address: addressText(options), reason: error.message })))
 })
 
 /**

@@ -27,6 +27,7 @@ import type * as Command from "./Command.ts"
 import type { ConnectionInfo, Snapshot } from "./ConnectionInfo.ts"
 import type * as Dispatcher from "./Dispatcher.ts"
 import { type Core, phases } from "./internal/core.ts"
+import type * as Descriptors from "./internal/descriptors.ts"
 import * as Engine from "./internal/dispatcher.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
 import { connectionObserver } from "./internal/observability.ts"
@@ -80,6 +81,8 @@ export interface TransportOptions {
   readonly host?: string | undefined
   /** Why StartTLS is impossible without `raw` (the `TlsError` reason and the refusal sent to the peer). */
   readonly noTlsReason?: string | undefined
+  /** File-descriptor passing (`Argument.Descriptor`) on this connection, or why it is unavailable. */
+  readonly descriptors?: Descriptors.State | undefined
 }
 
 /**
@@ -193,7 +196,8 @@ export const make = Effect.fnUntraced(function*(
       outbox,
       info,
       { ...options, valuePool },
-      (name) => observer.span(SpanNames.switchProtocol, "server", name)
+      (name) => observer.span(SpanNames.switchProtocol, "server", name),
+      transport?.descriptors
     ),
     dispatcherScope
   )

@@ -29,6 +29,7 @@
 import { Context, Effect, Fiber, Layer, Schema, Scope } from "effect"
 import * as Net from "node:net"
 import * as Connection from "./Connection.ts"
+import * as FdSocket from "./internal/fdSocket.ts"
 import { describe, destroy, wrapDuplex } from "./internal/node.ts"
 import { Responders } from "./Responders.ts"
 
@@ -137,14 +138,16 @@ const makeServer = Effect.fnUntraced(function*(options: ServeOptions) {
   let accepting = true
   const addressText = options.path ?? `${options.host ?? "127.0.0.1"}:${options.port ?? 0}`
 
-  const serveConnection = (raw: Net.Socket) =>
+  const serveConnection = (accepted: Net.Socket) =>
     Effect.gen(function*() {
-      yield* Effect.addFinalizer(() => destroy(raw))
+      yield* Effect.addFinalizer(() => destroy(accepted))
+      const info = { ...describe(accepted, options.path !== undefined ? "unix" : "tcp", options.path), ...options.info }
+      const { raw, descriptors } = yield* FdSocket.adopt(accepted, options.path !== undefined) // Unix: fd passing
       const socket = yield* wrapDuplex(raw)
       const connection = yield* Connection.make(socket, {
         ...options,
-        info: { ...describe(raw, options.path !== undefined ? "unix" : "tcp", options.path), ...options.info }
-      }, { role: "server", raw })
+        info
+      }, { role: "server", raw, descriptors })
       live.add(connection)
       yield* Effect.addFinalizer(() => Effect.sync(() => live.delete(connection)))
       yield* connection.ended

@@ -50,7 +50,8 @@ const tested = [
   "reconnect.ts",
   "python-pool.ts",
   "node-pool.ts",
-  "effect-rpc.ts"
+  "effect-rpc.ts",
+  "descriptor.ts"
 ]
 
 afterAll(() => killRemaining())
@@ -155,6 +156,17 @@ describe.concurrent("examples", () => {
   it("twisted-interop.ts without Twisted: install hint, SKIPPED, exit 0", async () => {
     const r = await run("/usr/bin/env", ["AMP_PYTHON=/nonexistent/python3", node, ...exampleCommand("twisted-interop")])
     assertLines(r, ["  sudo apt-get install python3-twisted", "SKIPPED twisted-interop: Twisted is not installed"])
+  })
+
+  it("descriptor.ts: a worker process writes into the parent's log through a passed descriptor", async () => {
+    assertLines(await example("descriptor.ts"), [
+      "the worker wrote 72 bytes into the log",
+      "app.log:",
+      "  [parent] log opened",
+      "  [worker] hello from the worker",
+      "  [worker] it wrote through our descriptor",
+      "  [parent] done"
+    ])
   })
 
   it("bidirectional.ts: the server calls the client during a call", async () => {

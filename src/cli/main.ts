@@ -174,6 +174,7 @@ const serveCommand = Command.make(
   {
     port: Flag.Int("port").pipe(Flag.withDescription("TCP port (0 picks a free one)"), Flag.withDefault(0)),
     host: Flag.String("host").pipe(Flag.withDescription("Address to listen on"), Flag.withDefault("127.0.0.1")),
+    unix: optionalString("unix", "Listen on this Unix socket instead of TCP (file descriptors pass there); prints LISTENING <path>"),
     tlsCert: optionalString("tls-cert", "Server certificate (PEM) for StartTLS; without it StartTLS is refused (TLS_UNAVAILABLE)"),
     tlsKey: optionalString("tls-key", "Private key (PEM) of --tls-cert"),
     tlsCa: optionalString("tls-ca", "CA certificate (PEM) client certificates are verified against (they are then asked for)"),
@@ -191,6 +192,7 @@ const serveCommand = Command.make(
     yield* Conformance.serve({
       port: flags.port,
       host: flags.host,
+      unix: Option.getOrUndefined(flags.unix),
       tlsCert: Option.getOrUndefined(flags.tlsCert),
       tlsKey: Option.getOrUndefined(flags.tlsKey),
       tlsCa: Option.getOrUndefined(flags.tlsCa),
@@ -210,6 +212,7 @@ const serveCommand = Command.make(
   ),
   Command.withExamples([
     { command: "effect-amp serve --port 0", description: "Serve on a free port of 127.0.0.1" },
+    { command: "effect-amp serve --unix /tmp/amp.sock", description: "Serve on a Unix socket (with ReadDescriptor/OpenDescriptor)" },
     { command: "effect-amp serve --port 7001 --tls-cert server.pem --tls-key server-key.pem", description: "Allow StartTLS" },
     {
       command: "effect-amp serve --port 7001 --tls-cert server.pem --tls-key server-key.pem --tls-ca ca.pem --require-client-cert",
@@ -223,7 +226,8 @@ const serveCommand = Command.make(
 const checkCommand = Command.make(
   "check",
   {
-    connect: Flag.String("connect").pipe(Flag.withDescription("The server to check: HOST:PORT")),
+    connect: optionalString("connect", "The server to check: HOST:PORT"),
+    unix: optionalString("unix", "Check the server on this Unix socket instead (adds the file-descriptor checks)"),
     tlsCa: optionalString("tls-ca", "CA certificate (PEM) for the StartTLS checks"),
     tlsCert: optionalString("tls-cert", "Client certificate (PEM) for the StartTLS checks"),
     tlsKey: optionalString("tls-key", "Private key (PEM) of --tls-cert"),
@@ -234,12 +238,16 @@ const checkCommand = Command.make(
     )
   },
   Effect.fn(function*(flags) {
-    const { host, port } = yield* parsing(() => parseHostPort(flags.connect))
+    const connect = Option.getOrUndefined(flags.connect)
+    const path = Option.getOrUndefined(flags.unix)
+    if ((connect === undefined) === (path === undefined)) return yield* usage("give either --connect HOST:PORT or --unix PATH")
+    const { host, port } = connect === undefined ? { host: "", port: 0 } : yield* parsing(() => parseHostPort(connect))
     const only = Option.getOrUndefined(flags.only)
     const Conformance = yield* Effect.promise(() => import("../conformance/client.ts"))
     const result = yield* Conformance.check({
       host,
       port,
+      path,
       tlsCa: Option.getOrUndefined(flags.tlsCa),
       tlsCert: Option.getOrUndefined(flags.tlsCert),
       tlsKey: Option.getOrUndefined(flags.tlsKey),
@@ -258,6 +266,7 @@ const checkCommand = Command.make(
   ),
   Command.withExamples([
     { command: "effect-amp check --connect 127.0.0.1:7001", description: "Every check" },
+    { command: "effect-amp check --unix /tmp/amp.sock", description: "Over a Unix socket, with the file-descriptor checks" },
     { command: "effect-amp check --connect 127.0.0.1:7001 --only Sum,DivideByZero", description: "Some checks (names or prefixes)" },
     { command: "effect-amp check --connect 127.0.0.1:7001 --tls-ca ca.pem --tls-cert client.pem --tls-key client-key.pem", description: "With TLS material" }
   ])

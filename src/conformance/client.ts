@@ -20,6 +20,7 @@ import * as DateTime from "../DateTime.ts"
 import * as Decimal from "../Decimal.ts"
 import type { TlsOptions } from "../StartTLS.ts"
 import * as C from "./commands.ts"
+import * as Descriptors from "./descriptors.ts"
 import { expectedWire, SAMPLE_PATH, sampleItems, same, samples, show, UNICODE_TEXT } from "./samples.ts"
 import * as Server from "./server.ts"
 
@@ -32,6 +33,8 @@ import * as Server from "./server.ts"
 export interface CheckOptions {
   readonly host: string
   readonly port: number
+  /** A Unix socket to connect to instead of `host:port`; adds the file-descriptor checks. */
+  readonly path?: string | undefined
   readonly tlsCa?: string | undefined
   readonly tlsCert?: string | undefined
   readonly tlsKey?: string | undefined
@@ -70,6 +73,7 @@ type Conn = Connection.Connection
 interface Check {
   readonly name: string
   readonly needsTls?: boolean
+  readonly needsUnix?: boolean
   readonly run: (conn: Conn, ctx: Context) => Effect.Effect<void, unknown, Scope.Scope>
 }
 
@@ -608,7 +612,8 @@ const checks: ReadonlyArray<Check> = [
         const result = yield* conn.dispatcher.callRemote(C.PleaseCallMe, { name: "tls" })
         yield* expect(result.greeting === "Hello, tls!", () => `PleaseCallMe over TLS gave ${show(result)}`)
       })
-  }
+  },
+  ...Descriptors.checks.map(([name, run]): Check => ({ name, needsUnix: true, run }))
 ]
 
 /** Writes each payload on the switched socket and waits until everything written so far came back. */
@@ -641,7 +646,10 @@ const echoRoundTrips = (socket: Socket.Socket, payloads: ReadonlyArray<Uint8Arra
   })
 
 /** The names of every check, in order (`StartTLS` needs `tlsCa`). @since 0.1.0 @category checks */
-export const checkNames: ReadonlyArray<string> = checks.map((c) => c.name)
+export const checkNames: ReadonlyArray<string> = checks.filter((c) => c.needsUnix !== true).map((c) => c.name)
+
+/** The checks run only over a Unix socket (file-descriptor passing), after the others. @since 0.1.0 @category checks */
+export const unixCheckNames: ReadonlyArray<string> = checks.filter((c) => c.needsUnix === true).map((c) => c.name)
 
 /**
  * Resolves the names given to `only` (what a user types: a check's name, or a command's name such as
@@ -659,12 +667,13 @@ export const resolveCheckNames = (
   const unknown: Array<string> = []
   for (const name of only) {
     const wanted = name.toLowerCase()
-    const exact = checkNames.filter((c) => c.toLowerCase() === wanted)
-    const matches = exact.length > 0 ? exact : checkNames.filter((c) => c.toLowerCase().startsWith(wanted))
+    const all = [...checkNames, ...unixCheckNames]
+    const exact = all.filter((c) => c.toLowerCase() === wanted)
+    const matches = exact.length > 0 ? exact : all.filter((c) => c.toLowerCase().startsWith(wanted))
     if (matches.length === 0) unknown.push(name)
     for (const c of matches) selected.add(c)
   }
-  return { names: checkNames.filter((c) => selected.has(c)), unknown }
+  return { names: [...checkNames, ...unixCheckNames].filter((c) => selected.has(c)), unknown }
 }
 
 const describeError = (error: unknown, timeoutMillis: number): string => {
@@ -720,8 +729,12 @@ export const check = (options: CheckOptions): Effect.Effect<{ passed: number; fa
     const only = options.only === undefined ? undefined : resolveCheckNames(options.only)
     if (only !== undefined && only.unknown.length > 0) {
       return yield* Effect.fail(
-        new CheckConfigError(`unknown check(s): ${only.unknown.join(", ")} (the checks: ${checkNames.join(", ")})`)
+        new CheckConfigError(`unknown check(s): ${only.unknown.join(", ")} (the checks: ${[...checkNames, ...unixCheckNames].join(", ")})`)
       )
+    }
+    const needsUnix = only?.names.find((name) => unixCheckNames.includes(name))
+    if (needsUnix !== undefined && options.path === undefined) {
+      return yield* Effect.fail(new CheckConfigError(`the ${needsUnix} check needs a Unix socket (--unix PATH)`))
     }
     if (only?.names.includes("StartTLS") === true && options.tlsCa === undefined) {
       return yield* Effect.fail(new CheckConfigError("the StartTLS check needs --tls-ca"))
@@ -739,13 +752,16 @@ export const check = (options: CheckOptions): Effect.Effect<{ passed: number; fa
     const responders = Server.layerWith(state)
     const ctx: Context = { options, tls, clientCertCn, state }
     const selected = checks.filter((c) =>
-      (only === undefined ? true : only.names.includes(c.name)) && (c.needsTls !== true || tls !== undefined)
+      (only === undefined ? true : only.names.includes(c.name)) && (c.needsTls !== true || tls !== undefined) &&
+      (c.needsUnix !== true || options.path !== undefined)
     )
     let passed = 0
     let failed = 0
     for (const c of selected) {
       const exit = yield* Effect.gen(function*() {
-        const conn = yield* Client.connect({ host: options.host, port: options.port })
+        const conn = yield* Client.connect(
+          options.path !== undefined ? { path: options.path } : { host: options.host, port: options.port }
+        )
         yield* c.run(conn, ctx)
       }).pipe(
         Effect.scoped,

@@ -227,3 +227,15 @@ export const SwitchToEcho = ProtocolSwitch.make("SwitchToEcho")
 
 /** The raw responder's wire name. @since 0.1.0 @category constants */
 export const RAW_ECHO = "RawEcho"
+
+/** Reads the received descriptor to its end (at most 65535 bytes), closes it. Unix only. @since 0.1.0 @category commands */
+export const ReadDescriptor = Command.make("ReadDescriptor", {
+  arguments: { fd: Argument.Descriptor },
+  response: { data: Argument.String }
+})
+
+/** Answers the read end of a new pipe holding `data` (write end closed). Unix only. @since 0.1.0 @category commands */
+export const OpenDescriptor = Command.make("OpenDescriptor", {
+  arguments: { data: Argument.String },
+  response: { fd: Argument.Descriptor }
+})

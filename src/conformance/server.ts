@@ -19,6 +19,7 @@ import * as Responders from "../Responders.ts"
 import * as Server from "../Server.ts"
 import type { TlsOptions } from "../StartTLS.ts"
 import * as C from "./commands.ts"
+import * as Descriptors from "./descriptors.ts"
 import { compareSamples, samples } from "./samples.ts"
 
 /** `effect-amp <version>`, the `implementation` of `ConnectionInfo`. @since 0.1.0 @category constants */
@@ -197,7 +198,8 @@ export const handlers = [
       out.delete(Command.COMMAND)
       return out
     })),
-  ProtocolSwitch.handle(C.SwitchToEcho, () => Effect.succeed(echoProtocol))
+  ProtocolSwitch.handle(C.SwitchToEcho, () => Effect.succeed(echoProtocol)),
+  ...Descriptors.handlers
 ] as const
 
 /**
@@ -239,6 +241,8 @@ const layerWithoutTls: Layer.Layer<Responders.Responders> = Responders.layer(
 export interface ServeOptions {
   readonly port: number
   readonly host: string
+  /** Listen on this Unix socket instead of TCP (file descriptors pass there); prints `LISTENING <path>`. */
+  readonly unix?: string | undefined
   readonly tlsCert?: string | undefined
   readonly tlsKey?: string | undefined
   readonly tlsCa?: string | undefined
@@ -283,7 +287,8 @@ export const serverTls = (options: Omit<ServeOptions, "port" | "host">): Effect.
   })
 
 /**
- * Listens and serves the conformance responders; prints `LISTENING <port>` on stdout once accepting.
+ * Listens and serves the conformance responders; prints `LISTENING <port>` (or `LISTENING <path>` with
+ * `unix`) on stdout once accepting.
  * Runs until interrupted (then stops accepting and closes every connection). Without `tlsCert`,
  * `StartTLS` is answered `TLS_UNAVAILABLE`.
  *
@@ -293,11 +298,12 @@ export const serverTls = (options: Omit<ServeOptions, "port" | "host">): Effect.
 export const serve = (options: ServeOptions): Effect.Effect<never, ServeConfigError | Server.ServeError> =>
   Effect.gen(function*() {
     const tls = yield* serverTls(options)
-    const server = yield* Server.make({ port: options.port, host: options.host, ...(tls !== undefined ? { tls } : {}) }).pipe(
-      Effect.provide(tls !== undefined ? layer : layerWithoutTls)
-    )
-    const port = server.port
-    yield* Effect.sync(() => process.stdout.write(`LISTENING ${port}\n`))
+    const server = yield* Server.make({
+      ...(options.unix !== undefined ? { path: options.unix } : { port: options.port, host: options.host }),
+      ...(tls !== undefined ? { tls } : {})
+    }).pipe(Effect.provide(tls !== undefined ? layer : layerWithoutTls))
+    const where = server.address._tag === "Tcp" ? String(server.address.port) : server.address.path
+    yield* Effect.sync(() => process.stdout.write(`LISTENING ${where}\n`))
     return yield* Effect.never
   }).pipe(Effect.scoped)
 

@@ -28,6 +28,7 @@ import type * as Socket from "effect/socket/Socket"
 import type { Snapshot } from "../ConnectionInfo.ts"
 import { type Any as AnyHandler, isQuit, Responders } from "../Responders.ts"
 import type { FieldsCodec } from "./argument.ts"
+import * as Descriptors from "./descriptors.ts"
 import { asciiUpper, fromLatin1, latin1, pyBytesRepr } from "./bytes.ts"
 import { dispatcherObserver } from "./observability.ts"
 import { fromCause, type Outcome, unknown } from "./outcome.ts"
@@ -125,7 +126,9 @@ export const make = Effect.fnUntraced(function*(
   info: ConnectionInfo["Service"],
   options?: Options,
   /** Wraps a switch responder's run (the connection's `amp.switch` server span). */
-  switchSpan: (name: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = () => (effect) => effect
+  switchSpan: (name: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = () => (effect) => effect,
+  /** The connection's file-descriptor state (`Argument.Descriptor`), current while a box is encoded or decoded. */
+  descriptors?: Descriptors.State
 ) {
   const responders = yield* Responders
   const observer = yield* dispatcherObserver(info, options)
@@ -212,7 +215,7 @@ export const make = Effect.fnUntraced(function*(
     Effect.suspend(() => {
       let box: Map<string, Uint8Array>
       try {
-        box = Command.encodeArgumentsUnsafe(command, args as Record<string, unknown>)
+        box = Descriptors.within(descriptors, () => Command.encodeArgumentsUnsafe(command, args as Record<string, unknown>))
       } catch (e) {
         return Effect.fail(e as CallError)
       }
@@ -223,7 +226,7 @@ export const make = Effect.fnUntraced(function*(
             return Effect.fail(Command.errorFromWire(command, errorCode(answer), errorDescription(answer)))
           }
           try {
-            const response = Command.decodeResponseUnsafe(command, answer)
+            const response = Descriptors.within(descriptors, () => Command.decodeResponseUnsafe(command, answer))
             recycle(command.compiled.response, answer)
             return Effect.succeed(response)
           } catch (e) {
@@ -343,7 +346,7 @@ export const make = Effect.fnUntraced(function*(
   /** Decodes a typed command's arguments: the args, or the `UNKNOWN` outcome naming the argument. */
   const decodeArgs = (command: Command.Any, box: Box): Record<string, unknown> | Outcome => {
     try {
-      const args = command.compiled.arguments.decode(box)
+      const args = Descriptors.within(descriptors, () => command.compiled.arguments.decode(box))
       recycle(command.compiled.arguments, box)
       return args
     } catch (e) {
@@ -359,7 +362,7 @@ export const make = Effect.fnUntraced(function*(
     const quit = isQuit(response)
     const out = new Map<string, Uint8Array>()
     try {
-      command.compiled.response.encode((quit ? response.response : response) as Record<string, unknown>, out)
+      Descriptors.within(descriptors, () => command.compiled.response.encode((quit ? response.response : response) as Record<string, unknown>, out))
     } catch (e) {
       const key = (e as { key?: string }).key
       return unknown(`bad response${key === undefined ? "" : ` key '${key}'`}: ${(e as { reason?: string }).reason ?? e}`, Cause.fail(e))

@@ -25,7 +25,10 @@ const killAll = () => {
 process.once("exit", killAll)
 
 export interface Server {
+  /** The port announced (NaN for a Unix socket: see `listening`). */
   readonly port: number
+  /** What followed `LISTENING`: a port, or a Unix socket path. */
+  readonly listening: string
   readonly pid: number
   /** Everything written to stdout / stderr so far. */
   readonly output: () => { readonly stdout: string; readonly stderr: string }
@@ -75,7 +78,7 @@ export const startServer = (
     })
     child.stdout!.on("data", (d: string) => {
       stdout += d
-      const match = /^LISTENING (\d+)$/m.exec(stdout)
+      const match = /^LISTENING (\S+)$/m.exec(stdout)
       if (match && !settled) {
         settled = true
         clearTimeout(timer)
@@ -89,6 +92,7 @@ export const startServer = (
         }
         resolve({
           port: Number(match[1]),
+          listening: match[1]!,
           pid: child.pid!,
           output: () => ({ stdout, stderr }),
           stop

@@ -5,11 +5,16 @@
                    [--tls-ca ca.pem] [--require-client-cert] [--verbose]
         Prints "LISTENING <port>" (flushed) once listening; serves until SIGTERM/SIGINT, then exits 0.
 
+    peer.py server --unix PATH [--verbose]
+        Listens on a Unix socket instead (file descriptors pass there); prints "LISTENING <PATH>".
+
     peer.py client --connect HOST:PORT [--tls-ca ca.pem] [--tls-cert client.pem --tls-key client-key.pem]
                    [--only name1,name2] [--list] [--verbose]
+    peer.py client --unix PATH [...]   (adds the ReadDescriptor/OpenDescriptor checks)
         Runs every check against a server with this command set, each on a fresh connection with a 10 s
         timeout; prints "PASS <name>" or "FAIL <name>: <reason>" per check, then "N passed, M failed".
-        Exits 0 only if none failed. --list prints the check names and exits.
+        Exits 0 only if none failed. --list prints the check names and exits (with --unix, the
+        descriptor checks too).
 
 Every responder is available on both ends (the client answers Greet, Notify, ... too). Twisted logs go
 to stderr (errors only, unless --verbose); stdout carries only the lines above.
@@ -34,7 +39,7 @@ from decimal import Decimal
 
 import twisted
 from twisted.internet import defer, protocol, reactor, ssl
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint, connectProtocol
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import (
     FilteringLogObserver,
@@ -273,6 +278,56 @@ class SwitchToEcho(amp.ProtocolSwitchCommand):
     commandName = b"SwitchToEcho"
     arguments = []
     response = []
+
+
+class ReadDescriptor(amp.Command):
+    arguments = [(b"fd", amp.Descriptor())]
+    response = [(b"data", amp.String())]
+
+
+class OpenDescriptor(amp.Command):
+    arguments = [(b"data", amp.String())]
+    response = [(b"fd", amp.Descriptor())]
+
+
+MAX_READ = 65535
+
+
+def read_fd(fd, limit=MAX_READ):
+    """Reads fd to its end (at most `limit` bytes) and closes it."""
+    chunks = []
+    total = 0
+    try:
+        while total < limit:
+            chunk = os.read(fd, limit - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
+
+
+def pipe_with(data):
+    """The read end of a new pipe holding `data`, its write end closed."""
+    r, w = os.pipe()
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(w, view):]
+    finally:
+        os.close(w)
+    return r
+
+
+def close_when_sent(transport, fd):
+    """Closes our copy of fd once the UNIX transport has sent it (it leaves _sendmsgQueue): closing it
+    right after answering would beat the sendmsg (Twisted issue #6367)."""
+    if fd in getattr(transport, "_sendmsgQueue", ()) and transport.connected:
+        reactor.callLater(0.01, close_when_sent, transport, fd)
+    else:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -597,6 +652,16 @@ class PeerAMP(amp.AMP):
     def switch_to_echo(self):
         return Echo()
 
+    @ReadDescriptor.responder
+    def read_descriptor(self, fd):
+        return {"data": read_fd(fd)}
+
+    @OpenDescriptor.responder
+    def open_descriptor(self, data):
+        fd = pipe_with(data)
+        reactor.callLater(0, close_when_sent, self.transport, fd)
+        return {"fd": fd}
+
     def amp_RAWECHO(self, box):
         """Raw responder (SimpleStringLocator: `RawEcho` is upper-cased to `amp_RAWECHO`)."""
         return amp.AmpBox({k: v for k, v in box.items() if k not in (b"_ask", b"_command")})
@@ -651,9 +716,13 @@ def run_server(args):
     SERVER_TLS.require_client_cert = args.require_client_cert
 
     factory = protocol.Factory.forProtocol(PeerAMP)
-    port = reactor.listenTCP(args.port, factory, interface=args.host)
     stop_on_signals()
-    out("LISTENING %d" % port.getHost().port)
+    if args.unix:
+        reactor.listenUNIX(args.unix, factory)
+        out("LISTENING %s" % args.unix)
+    else:
+        port = reactor.listenTCP(args.port, factory, interface=args.host)
+        out("LISTENING %d" % port.getHost().port)
     reactor.run(installSignalHandlers=False)
     return 0
 
@@ -1123,10 +1192,60 @@ CHECKS = [(cmd.commandName.decode(), echo_check(cmd, ECHO_VALUES[cmd])) for cmd 
 TLS_CHECKS = [("StartTLS", check_start_tls)]
 
 
+@defer.inlineCallbacks
+def check_read_descriptor(proto, ctx):
+    """We send pipes and a regular file; the peer reads them (several in flight, empty, 65535 bytes)."""
+    payload = "through a pipe \u2603\x00end".encode("utf-8")
+    fd = pipe_with(payload)
+    try:
+        result = yield proto.callRemote(ReadDescriptor, fd=fd)
+    finally:
+        reactor.callLater(0, close_when_sent, proto.transport, fd)
+    expect(result["data"] == payload, "pipe read back as %r" % (result["data"],))
+    path = os.path.join(ctx.tmpdir, "amp-peer-file-%d" % os.getpid())
+    with open(path, "wb") as f:
+        f.write(b"a regular file\n" * 100)
+    ffd = os.open(path, os.O_RDONLY)
+    os.unlink(path)
+    try:
+        result = yield proto.callRemote(ReadDescriptor, fd=ffd)
+    finally:
+        reactor.callLater(0, close_when_sent, proto.transport, ffd)
+    expect(result["data"] == b"a regular file\n" * 100, "file read back as %r" % (result["data"][:40],))
+    sizes = [0, 1, 1000, MAX_READ] * 3
+    fds = [pipe_with(bytes((i * 7) & 0xFF for i in range(size))) for size in sizes]
+    try:
+        results = yield defer.gatherResults([proto.callRemote(ReadDescriptor, fd=f) for f in fds], consumeErrors=True)
+    finally:
+        for f in fds:
+            reactor.callLater(0, close_when_sent, proto.transport, f)
+    for size, r in zip(sizes, results):
+        expect(r["data"] == bytes((i * 7) & 0xFF for i in range(size)), "a %d-byte pipe read back wrong" % size)
+
+
+@defer.inlineCallbacks
+def check_open_descriptor(proto, ctx):
+    """The peer sends pipes; we read them."""
+    for data in [b"from the server's pipe", b"", b"a" * MAX_READ]:
+        result = yield proto.callRemote(OpenDescriptor, data=data)
+        got = read_fd(result["fd"])
+        expect(got == data, "read %d bytes, want %d" % (len(got), len(data)))
+    results = yield defer.gatherResults(
+        [proto.callRemote(OpenDescriptor, data=b"%d" % i) for i in range(20)], consumeErrors=True)
+    for i, r in enumerate(results):
+        got = read_fd(r["fd"])
+        expect(got == b"%d" % i, "pipe %d read %r" % (i, got))
+
+
+UNIX_CHECKS = [("ReadDescriptor", check_read_descriptor), ("OpenDescriptor", check_open_descriptor)]
+
+
 class ClientContext:
-    def __init__(self, host, port, ca, client_cert):
+    def __init__(self, host, port, ca, client_cert, unix=None):
         self.host = host
         self.port = port
+        self.unix = unix
+        self.tmpdir = os.environ.get("TMPDIR", "/tmp")
         self.ca = ca
         self.client_cert = client_cert
 
@@ -1145,7 +1264,9 @@ def describe(e):
 def run_check(fn, ctx):
     proto = None
     try:
-        proto = yield connectProtocol(TCP4ClientEndpoint(reactor, ctx.host, ctx.port, timeout=5), PeerAMP())
+        endpoint = (UNIXClientEndpoint(reactor, ctx.unix, timeout=5) if ctx.unix
+                    else TCP4ClientEndpoint(reactor, ctx.host, ctx.port, timeout=5))
+        proto = yield connectProtocol(endpoint, PeerAMP())
         yield fn(proto, ctx)
     finally:
         if proto is not None and proto.transport is not None:
@@ -1169,29 +1290,36 @@ def run_client_checks(checks, ctx, counts):
 
 def run_client(args):
     if args.list:
-        for name, _ in CHECKS + TLS_CHECKS:
+        for name, _ in CHECKS + TLS_CHECKS + (UNIX_CHECKS if args.unix else []):
             out(name)
         return 0
-    host, _, port = (args.connect or "").rpartition(":")
-    if not host or not port.isdigit():
-        sys.exit("--connect wants HOST:PORT")
+    if args.unix:
+        if args.connect:
+            sys.exit("give either --connect HOST:PORT or --unix PATH")
+        host, port = "", "0"
+    else:
+        host, _, port = (args.connect or "").rpartition(":")
+        if not host or not port.isdigit():
+            sys.exit("--connect wants HOST:PORT")
     if bool(args.tls_cert) != bool(args.tls_key):
         sys.exit("--tls-cert and --tls-key go together")
     ca = ssl.Certificate.loadPEM(read(args.tls_ca)) if args.tls_ca else None
     client_cert = None
     if args.tls_cert:
         client_cert = ssl.PrivateCertificate.loadPEM(read(args.tls_cert) + b"\n" + read(args.tls_key))
-    checks = CHECKS + (TLS_CHECKS if ca is not None else [])
+    checks = CHECKS + (TLS_CHECKS if ca is not None else []) + (UNIX_CHECKS if args.unix else [])
     if args.only:
         wanted = [n for n in args.only.split(",") if n]
-        known = {name for name, _ in CHECKS + TLS_CHECKS}
+        known = {name for name, _ in CHECKS + TLS_CHECKS + UNIX_CHECKS}
         unknown = [n for n in wanted if n not in known]
         if unknown:
             sys.exit("unknown check(s): %s (see --list)" % ", ".join(unknown))
+        if not args.unix and any(name for name, _ in UNIX_CHECKS if name in wanted):
+            sys.exit("the ReadDescriptor and OpenDescriptor checks need --unix PATH")
         if "StartTLS" in wanted and ca is None:
             sys.exit("the StartTLS check needs --tls-ca")
         checks = [(name, fn) for name, fn in checks if name in wanted]
-    ctx = ClientContext(host, int(port), ca, client_cert)
+    ctx = ClientContext(host, int(port), ca, client_cert, args.unix)
     counts = [0, 0]
     code = []
 
@@ -1217,6 +1345,7 @@ def main(argv=None):
     s = sub.add_parser("server")
     s.add_argument("--port", type=int, default=0)
     s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--unix")
     s.add_argument("--tls-cert")
     s.add_argument("--tls-key")
     s.add_argument("--tls-ca")
@@ -1224,6 +1353,7 @@ def main(argv=None):
     s.add_argument("--verbose", action="store_true")
     c = sub.add_parser("client")
     c.add_argument("--connect")
+    c.add_argument("--unix")
     c.add_argument("--tls-ca")
     c.add_argument("--tls-cert")
     c.add_argument("--tls-key")
