@@ -14,7 +14,7 @@ import { killRemaining, node, root, run, type RunResult } from "./support/proces
 import { nodeWorker, pythonWorker } from "./support/workers.ts"
 
 const amp = (...args: ReadonlyArray<string>): Promise<RunResult> =>
-  run(node, [Path.join(root, "bin", "amp.ts"), ...args], { timeoutMillis: 50_000 })
+  run(node, [Path.join(root, "src", "cli", "bin.ts"), ...args], { timeoutMillis: 50_000 })
 
 const alive = (pid: number): boolean => {
   try {

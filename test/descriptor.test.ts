@@ -344,7 +344,7 @@ describeNative("Descriptor: interop with Twisted over Unix sockets", () => {
   }, 20_000)
 
   it("our conformance client passes every check against Twisted's server over the Unix socket", async () => {
-    const result = await run(node, ["bin/amp.ts", "check", "--unix", twisted.listening], { timeoutMillis: 60_000 })
+    const result = await run(node, ["src/cli/bin.ts", "check", "--unix", twisted.listening], { timeoutMillis: 60_000 })
     assert.strictEqual(result.code, 0, result.stdout + result.stderr)
     const passed = result.stdout.split("\n").filter((l) => l.startsWith("PASS ")).map((l) => l.slice(5))
     assert.deepStrictEqual(passed, [...plainChecks, ...unixCheckNames])
