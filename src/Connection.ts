@@ -81,7 +81,10 @@ export interface TransportOptions {
   readonly host?: string | undefined
   /** Why StartTLS is impossible without `raw` (the `TlsError` reason and the refusal sent to the peer). */
   readonly noTlsReason?: string | undefined
-  /** File-descriptor passing (`Argument.Descriptor`) on this connection, or why it is unavailable. */
+  /**
+   * File-descriptor passing (`Argument.Descriptor`) on this connection, or why it is unavailable.
+   * @internal
+   */
   readonly descriptors?: Descriptors.State | undefined
 }
 
