@@ -1,7 +1,8 @@
 /**
  * ChildProcess: AMP over a child's pipes with real processes — a Twisted worker on
  * `twisted.internet.stdio` and a Node worker on `ChildProcess.serveParent`, over stdin/stdout and over
- * trial's descriptors 3 and 4. Crashes, kills and exits fail calls with `ChildExited` (code or signal,
+ * trial's descriptors 3 and 4, and our Node worker under a Twisted parent that speaks trial's convention.
+ * Crashes, kills and exits fail calls with `ChildExited` (code or signal,
  * last stderr lines); closing the scope leaves no process, no zombie and no descriptor behind.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -9,6 +10,8 @@ import { Effect, Fiber } from "effect"
 import * as Fs from "node:fs"
 import * as ChildProcess from "../src/ChildProcess.ts"
 import * as Responders from "../src/Responders.ts"
+import * as Path from "node:path"
+import { node, root, run } from "./support/process.ts"
 import { Crash, Delay, Pid, Sum, workerCommand } from "./support/workers.ts"
 import { eventually } from "./support/wait.ts"
 
@@ -122,6 +125,19 @@ describe("ChildProcess", { timeout: 90_000 }, () => {
         assert.isAtLeast(took, 300, "SIGTERM was ignored, so the scope waited for killAfter before SIGKILL")
       }).pipe(Effect.provide(Responders.empty)))
   }
+
+  it.live("the child's side under a Twisted parent speaking trial's fds 3 and 4 (serveParent)", () =>
+    Effect.gen(function*() {
+      const parent = Path.join(root, "test", "twisted", "trial_parent.py")
+      const r = yield* Effect.promise(() =>
+        run("/usr/bin/python3", [parent, node, Path.join(root, "test", "support", "node-worker.ts"), "--fds", "3,4"], {
+          timeoutMillis: 80_000
+        })
+      )
+      assert.strictEqual(r.code, 0, r.stderr)
+      // the answer, then the worker exits 0 by itself once Twisted closes the pipe
+      assert.strictEqual(r.stdout, "total=5\nexit 0\n", r.stderr)
+    }))
 
   it.live("a command that does not exist fails with SpawnError", () =>
     Effect.gen(function*() {
