@@ -2,7 +2,7 @@
  * effect-amp: AMP (Twisted's Asynchronous Messaging Protocol) for Effect.
  *
  * Layers, bottom to top: `Box` (wire codec) → `Argument` / `Command` (typed arguments and commands)
- * → `Dispatcher` / `Responders` (calls and handlers) → `Connection`, `Client`, `Server` (transports).
+ * → `Dispatcher` / `Responders` (calls and handlers) → `Connection`, `Client`, `Server`, `WebSocketClient`, `WebSocketServer` (transports), `Reconnecting`.
  *
  * @since 0.1.0
  */
@@ -18,6 +18,9 @@ export * as Decimal from "./Decimal.ts"
 export * as Dispatcher from "./Dispatcher.ts"
 export * as MemorySocket from "./MemorySocket.ts"
 export * as ProtocolSwitch from "./ProtocolSwitch.ts"
+export * as Reconnecting from "./Reconnecting.ts"
 export * as Responders from "./Responders.ts"
 export * as Server from "./Server.ts"
 export * as StartTLS from "./StartTLS.ts"
+export * as WebSocketClient from "./WebSocketClient.ts"
+export * as WebSocketServer from "./WebSocketServer.ts"

@@ -15,6 +15,9 @@ import * as Connection from "../../src/Connection.ts"
 import * as MemorySocket from "../../src/MemorySocket.ts"
 import * as Responders from "../../src/Responders.ts"
 import * as Server from "../../src/Server.ts"
+import * as WebSocketClient from "../../src/WebSocketClient.ts"
+import * as WebSocketServer from "../../src/WebSocketServer.ts"
+import * as Socket from "effect/socket/Socket"
 import { concatBytes } from "../../src/internal/bytes.ts"
 import { wrapDuplex } from "../../src/internal/node.ts"
 import { responders } from "./commands.ts"
@@ -41,7 +44,7 @@ export interface Pair {
 }
 
 export interface Transport {
-  readonly name: "tcp" | "unix" | "memory"
+  readonly name: "tcp" | "unix" | "memory" | "websocket"
   readonly connect: (options: PairOptions) => Effect.Effect<Pair, never, Scope.Scope>
 }
 
@@ -111,7 +114,31 @@ export const memory: Transport = {
     })
 }
 
-export const transports: ReadonlyArray<Transport> = [tcp, unix, memory]
+/** Our `WebSocketServer` and `WebSocketClient` over ws://127.0.0.1 (the client uses the global, browser-like WebSocket). */
+export const websocket: Transport = {
+  name: "websocket",
+  connect: (options) =>
+    Effect.gen(function*() {
+      const server = yield* WebSocketServer.make({ port: 0, path: "/amp", ...options.serverOptions }).pipe(
+        Effect.provideService(Responders.Responders, responders(...options.server)),
+        Effect.orDie
+      )
+      const client = yield* WebSocketClient.connect(server.url, options.clientOptions).pipe(
+        Effect.provideService(Responders.Responders, responders(...(options.client ?? []))),
+        Effect.provide(Socket.layerWebSocketConstructorGlobal),
+        Effect.orDie
+      )
+      while ((yield* server.connections) === 0) yield* Effect.sleep(1)
+      return {
+        client,
+        server,
+        serverConnections: server.connections,
+        shutdownServer: (o) => server.shutdown(o)
+      } satisfies Pair
+    })
+}
+
+export const transports: ReadonlyArray<Transport> = [tcp, unix, memory, websocket]
 
 // --- raw peers -------------------------------------------------------------------------------------
 
