@@ -21,6 +21,7 @@ import * as Net from "node:net"
 import * as Connection from "./Connection.ts"
 import { Dispatcher } from "./Dispatcher.ts"
 import { describe, destroy, wrapDuplex } from "./internal/node.ts"
+import * as Reconnecting from "./Reconnecting.ts"
 import type { Responders } from "./Responders.ts"
 
 /**
@@ -139,3 +140,16 @@ export const connect = Effect.fnUntraced(function*(options: ConnectOptions) {
  */
 export const layer = (options: ConnectOptions): Layer.Layer<Dispatcher, ConnectError, Responders> =>
   Layer.effect(Dispatcher, Effect.map(connect(options), (connection) => connection.dispatcher))
+
+/**
+ * Like `layer`, but keeps a connection: reconnects with a retry `Schedule` when it drops; calls made
+ * meanwhile wait (bounded) or fail fast; calls outstanding at a drop fail with `ConnectionLost`. Also
+ * provides the connection state (`Reconnecting.ReconnectingClient`). See the `Reconnecting` module.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerReconnecting = (
+  options: ConnectOptions & Reconnecting.Options
+): Layer.Layer<Dispatcher | Reconnecting.ReconnectingClient, never, Responders> =>
+  Reconnecting.layer(connect(options), options)
