@@ -24,7 +24,7 @@
  * @since 0.1.0
  */
 import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
-import { Context, Effect, Fiber, Layer, Option, Scope } from "effect"
+import { Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
 import * as Connection from "./Connection.ts"
@@ -86,6 +86,8 @@ export const make = (
     let accepting = true
     let serving = 0
 
+    // the listener lives in a scope of its own, closed by `shutdown` (stop accepting) or with the server
+    const listenerScope = yield* Scope.fork(scope)
     const server = yield* NodeSocketServer.makeWebSocket({
       host,
       port: options?.port ?? 0,
@@ -93,6 +95,7 @@ export const make = (
       maxPayload: options?.maxPayload ?? 16 * 1024 * 1024,
       perMessageDeflate: false
     }).pipe(
+      Scope.provide(listenerScope),
       Effect.mapError((error) =>
         new ServeError({
           address: `${formatHost(host)}:${options?.port ?? 0}`,
@@ -115,7 +118,9 @@ export const make = (
       const request = Option.getOrUndefined(Context.getOption(services, NodeSocketServer.IncomingMessage))
       if (ws === undefined) return yield* Effect.die(new Error("no WebSocket in the connection's context"))
       if (!accepting || serving >= maxConnections) {
-        ws.close(1013, "server busy")
+        ws.close(1013, accepting ? "too many connections" : "shutting down")
+        // the server paused it: read again so that the close handshake completes
+        ;(ws as { resume?: () => void }).resume?.()
         return
       }
       serving++
@@ -159,6 +164,8 @@ export const make = (
     const shutdown = (shutdownOptions?: { readonly graceful?: boolean | undefined }) =>
       Effect.gen(function*() {
         accepting = false
+        // stop listening first (connections already accepted are not touched by this), then end them
+        yield* Effect.forkIn(Scope.close(listenerScope, Exit.void), scope)
         yield* Effect.forEach([...live], (c) => c.close(shutdownOptions), { concurrency: "unbounded", discard: true })
         yield* Fiber.interrupt(runFiber)
       })
