@@ -47,7 +47,9 @@ export interface Failure {
 }
 
 /**
- * The client's connection state. `attempt` counts the attempts since the last connection (1 = first).
+ * The client's connection state. `Connecting.attempt` is the number of this attempt since the last
+ * connection (1 = the first); `Disconnected.attempt` the number of attempts that failed since then (0
+ * right after a drop).
  *
  * @since 0.1.0
  * @category models
