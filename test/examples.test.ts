@@ -35,7 +35,9 @@ const tested = [
   "bidirectional.ts",
   "layer.ts",
   "tls.ts",
-  "protocol-switch.ts"
+  "protocol-switch.ts",
+  "websocket.ts",
+  "reconnect.ts"
 ]
 
 afterAll(() => killRemaining())
@@ -145,5 +147,37 @@ describe.concurrent("examples", () => {
       "< BYE",
       "AMP after the switch: callRemote fails with ProtocolSwitched"
     ])
+  })
+
+  it("websocket.ts: AMP over WebSocket with the standard (browser) WebSocket client", async () => {
+    const r = await example("websocket.ts")
+    assert.match(r.stdout, /^WebSocket server at ws:\/\/127\.0\.0\.1:\d+\/amp$/m)
+    assertLines(r, [
+      "1. Sum(13, 81) over WebSocket = 94",
+      "2. Greet: the server asked us WhoAreYou, then answered \"Hello, browser tab!\"",
+      "3. 100 concurrent Sums add up to 9900",
+      "4. StartTLS over WebSocket fails with TlsError: TLS handshake failed: StartTLS is not possible over a WebSocket " +
+      "(there is no raw byte stream to wrap): connect to a wss: URL for TLS",
+      "done"
+    ])
+  })
+
+  it("reconnect.ts: the server restarts; the in-flight call fails, the waiting call succeeds", async () => {
+    const r = await example("reconnect.ts")
+    const port = /^server on port (\d+)$/m.exec(r.stdout)?.[1]
+    assert.isDefined(port, r.stdout)
+    assertLines(r, [
+      "  [state] connecting (attempt 1)",
+      `  [state] connected to 127.0.0.1:${port}`,
+      "1. Sum(1, 2) = 3",
+      "2. the server goes down while Slow is in flight",
+      "   Slow failed with ConnectionLost (not re-sent)",
+      "3. a call made while the server is down waits; the server comes back",
+      `  [state] connected to 127.0.0.1:${port}`,
+      "   the waiting call got Sum(40, 2) = 42",
+      "done: the layer was closed with the program, and stopped reconnecting"
+    ])
+    assert.match(r.stdout, /\[state\] disconnected: AMP connection ended: .*; next attempt in 100ms/)
+    assert.match(r.stdout, /\[state\] disconnected: cannot connect to 127\.0\.0\.1:\d+: connect ECONNREFUSED/)
   })
 })
