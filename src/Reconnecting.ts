@@ -194,7 +194,7 @@ export const make = <E, R>(
           current = undefined
           next = Deferred.makeUnsafe()
           yield* Scope.close(connectionScope, Exit.void)
-          yield* Effect.logDebug(`AMP reconnecting client: connection ended: ${cause.message}`)
+          yield* Effect.logInfo(`AMP reconnecting client: connection lost (${cause.message}); reconnecting`)
         } else {
           yield* Scope.close(connectionScope, Exit.void)
           if (Cause.hasInterruptsOnly(exit.cause)) return yield* Effect.interrupt

@@ -278,3 +278,50 @@ describe("WebSocket", () => {
     }
   })
 })
+
+describe("WebSocket backpressure", () => {
+  it.live("a peer that stops reading: the server stops reading too instead of buffering answers", () =>
+    Effect.gen(function*() {
+      let handled = 0
+      const Counted = Command.make("Counted", { arguments: { data: Argument.String }, response: { data: Argument.String } })
+      const server = yield* WebSocketServer.make({
+        path: "/amp",
+        sendHighWaterMark: 256 * 1024,
+        maxQueuedBoxes: 4,
+        maxConcurrentHandlers: 4
+      }).pipe(
+        Effect.provideService(
+          Responders.Responders,
+          responders(Responders.handle(Counted, ({ data }) => Effect.sync(() => (handled++, { data }))))
+        ),
+        Effect.orDie
+      )
+      const decoder = Box.makeDecoder()
+      let answers = 0
+      const ws = yield* Effect.acquireRelease(
+        Effect.callback<InstanceType<typeof NodeWS.WebSocket>>((resume) => {
+          const ws = new NodeWS.WebSocket(server.url)
+          ws.on("message", (data: Buffer) => {
+            const out: Array<Box.Box> = []
+            decoder.feed(new Uint8Array(data), out)
+            answers += out.length
+          })
+          ws.once("open", () => resume(Effect.succeed(ws)))
+          ws.once("error", (e) => resume(Effect.die(e)))
+        }),
+        (ws) => Effect.sync(() => ws.terminate())
+      )
+      ws.pause() // we read nothing from now on
+      const value = new Uint8Array(60_000).fill(0x62)
+      const count = 300 // 18 MB of answers
+      for (let i = 1; i <= count; i++) {
+        ws.send(Box.encodeUnsafe(new Map([["_command", Buffer.from("Counted")], ["_ask", Buffer.from(i.toString(16))], ["data", value]])))
+      }
+      yield* Effect.sleep(500)
+      const whilePaused = handled
+      assert.isBelow(whilePaused, 100, `handled ${whilePaused} of ${count} while the peer read nothing`)
+      ws.resume()
+      yield* eventually("every answer", Effect.sync(() => answers === count), 15_000)
+      assert.strictEqual(handled, count)
+    }).pipe(Effect.scoped), 30_000)
+})
