@@ -52,6 +52,11 @@ export const NO_STARTTLS =
 export interface ConnectOptions extends Connection.Options {
   /** Subprotocols offered in the opening handshake. */
   readonly protocols?: string | Array<string> | undefined
+  /**
+   * Headers of the opening handshake (e.g. authorization). Node and Bun constructors only: a browser
+   * cannot set them, and the connection then fails with `ConnectError`.
+   */
+  readonly headers?: Readonly<Record<string, string>> | undefined
   /** How long the opening handshake may take (default 10 seconds). */
   readonly openTimeout?: Duration.Input | undefined
   /**
@@ -109,7 +114,11 @@ export const connect = (
     const construct = yield* Socket.WebSocketConstructor
     const acquire = Effect.acquireRelease(
       Effect.try({
-        try: () => construct(url, options?.protocols),
+        try: () =>
+          construct(
+            url,
+            options?.headers === undefined ? options?.protocols : { protocols: options.protocols, headers: options.headers }
+          ),
         catch: (cause) => new Socket.SocketError({ reason: new Socket.SocketOpenError({ kind: "Unknown", cause }) })
       }),
       (ws) =>

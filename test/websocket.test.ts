@@ -7,7 +7,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import * as NodeWS from "@effect/platform-node/NodeWS"
-import { Effect, Exit, Fiber, Layer, Ref } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, Ref } from "effect"
 import * as Socket from "effect/socket/Socket"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
@@ -222,6 +222,10 @@ describe("WebSocket", () => {
         const wrongPath = yield* Effect.flip(connectWith(layer, `ws://127.0.0.1:${port}/elsewhere`))
         assert.strictEqual(wrongPath._tag, "ConnectError")
         assert.strictEqual(wrongPath.address, `ws://127.0.0.1:${port}/elsewhere`)
+        // handshake headers: Node constructors send them; a browser-like one cannot, and says so (typed)
+        const withHeaders = yield* Effect.exit(Effect.scoped(connectWith(layer, server.url, { headers: { authorization: "Bearer x" } })))
+        if (layer === NodeWS.layerWebSocketConstructor) assert.isTrue(Exit.isSuccess(withHeaders), String(withHeaders))
+        else assert.strictEqual(Option.getOrUndefined(Exit.findErrorOption(withHeaders))?._tag, "ConnectError")
         yield* server.shutdown()
         const refused = yield* Effect.flip(connectWith(layer, `ws://127.0.0.1:${port}/amp`, { openTimeout: "3 seconds" }))
         assert.strictEqual(refused._tag, "ConnectError")

@@ -17,6 +17,7 @@ export const DEFAULT_SEND_HIGH_WATER_MARK = 1024 * 1024
 
 const OPEN = 1
 
+/** `fromWebSocket` options: effect's `openTimeout` / `highWaterMark`, and our send bound. */
 export interface Options {
   readonly openTimeout?: import("effect").Duration.Input | undefined
   readonly highWaterMark?: number | undefined
