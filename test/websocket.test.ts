@@ -10,17 +10,21 @@ import * as NodeWS from "@effect/platform-node/NodeWS"
 import { Effect, Exit, Fiber, Layer, Option, Ref } from "effect"
 import * as Socket from "effect/socket/Socket"
 import * as Fs from "node:fs"
+import * as Https from "node:https"
 import * as Path from "node:path"
 import * as Argument from "../src/Argument.ts"
 import * as Box from "../src/Box.ts"
 import * as Command from "../src/Command.ts"
+import * as Connection from "../src/Connection.ts"
 import * as ConnectionInfo from "../src/ConnectionInfo.ts"
 import * as Responders from "../src/Responders.ts"
 import { TLS_UNAVAILABLE } from "../src/StartTLS.ts"
 import * as WebSocketClient from "../src/WebSocketClient.ts"
 import * as WebSocketServer from "../src/WebSocketServer.ts"
 import { concatBytes } from "../src/internal/bytes.ts"
+import { fromWebSocket } from "../src/internal/websocket.ts"
 import { CallBack, clientHandlers, Delay, Echo, makeObserved, responders, serverHandlers, Sum, WaitForever } from "./support/commands.ts"
+import { makeTestCerts } from "./support/certs.ts"
 import { socketHandles } from "./support/transports.ts"
 import { endedWithin, eventually } from "./support/wait.ts"
 
@@ -327,5 +331,56 @@ describe("WebSocket backpressure", () => {
       ws.resume()
       yield* eventually("every answer", Effect.sync(() => answers === count), 15_000)
       assert.strictEqual(handled, count)
+    }).pipe(Effect.scoped), 30_000)
+})
+
+describe("wss:", () => {
+  it.live("a wss: URL gives TLS (here with a private CA through a custom WebSocketConstructor)", () =>
+    Effect.gen(function*() {
+      const certs = yield* Effect.acquireRelease(Effect.sync(makeTestCerts), (c) => Effect.sync(() => c.cleanup()))
+      const pem = (path: string) => Fs.readFileSync(path, "utf8")
+      // a TLS WebSocket endpoint (our connection core over `ws` on an https server)
+      const https = Https.createServer({ key: pem(certs.serverKey), cert: pem(certs.serverCert) })
+      const wss = new NodeWS.WebSocketServer({ server: https, path: "/amp" })
+      const context = yield* Effect.context<never>()
+      const serverResponders = responders(...serverHandlers(yield* makeObserved))
+      const fibers: Array<Fiber.Fiber<unknown, unknown>> = []
+      wss.on("connection", (ws) => {
+        const serve = Effect.gen(function*() {
+          const socket = yield* fromWebSocket(Effect.succeed(ws))
+          const connection = yield* Connection.make(socket, { info: { transport: "websocket", tls: true } }, {
+            role: "server",
+            noTlsReason: WebSocketClient.NO_STARTTLS
+          })
+          yield* connection.ended
+        }).pipe(Effect.scoped, Effect.provideService(Responders.Responders, serverResponders), Effect.ignore)
+        fibers.push(Effect.runForkWith(context)(serve))
+      })
+      yield* Effect.callback<void>((resume) => {
+        https.listen(0, "127.0.0.1", () => resume(Effect.void))
+      })
+      yield* Effect.addFinalizer(() =>
+        Effect.andThen(
+          Effect.forEach(fibers, Fiber.interrupt, { discard: true }),
+          Effect.callback<void>((resume) => {
+            wss.close()
+            https.closeAllConnections()
+            https.close(() => resume(Effect.void))
+          })
+        )
+      )
+      const port = (https.address() as { port: number }).port
+      const ca = pem(certs.ca)
+      const PrivateCa = Layer.succeed(Socket.WebSocketConstructor)((url, protocols) =>
+        new NodeWS.WebSocket(url, typeof protocols === "object" && !Array.isArray(protocols) ? undefined : protocols, { ca })
+      )
+      const client = yield* connectWith(PrivateCa, `wss://localhost:${port}/amp`)
+      assert.strictEqual((yield* client.dispatcher.callRemote(Sum, { a: 20n, b: 22n })).total, 42n)
+      assert.isTrue((yield* client.info.get).tls)
+      // already TLS: StartTLS is refused without sending anything
+      assert.strictEqual((yield* Effect.flip(client.startTLS()))._tag, "OnlyOneTLS")
+      // an unknown CA is refused: typed, not plaintext
+      const refused = yield* Effect.flip(Effect.scoped(connectWith(NodeWS.layerWebSocketConstructor, `wss://localhost:${port}/amp`)))
+      assert.strictEqual(refused._tag, "ConnectError")
     }).pipe(Effect.scoped), 30_000)
 })
