@@ -18,6 +18,7 @@ import * as Command from "../src/Command.ts"
 import * as Connection from "../src/Connection.ts"
 import * as ConnectionInfo from "../src/ConnectionInfo.ts"
 import * as Responders from "../src/Responders.ts"
+import * as Server from "../src/Server.ts"
 import { TLS_UNAVAILABLE } from "../src/StartTLS.ts"
 import * as WebSocketClient from "../src/WebSocketClient.ts"
 import * as WebSocketServer from "../src/WebSocketServer.ts"
@@ -239,6 +240,26 @@ describe("WebSocket", () => {
         assert.include(notUrl.message, "not a valid URL")
       }).pipe(Effect.scoped), 20_000)
   }
+
+  it.live("a taken port is a ServeError; a server that does not speak WebSocket is a ConnectError", () =>
+    Effect.gen(function*() {
+      const { server } = yield* serve()
+      const port = server.address._tag === "Tcp" ? server.address.port : 0
+      const taken = yield* Effect.flip(
+        WebSocketServer.make({ port }).pipe(Effect.provideService(Responders.Responders, responders()))
+      )
+      assert.strictEqual(taken._tag, "ServeError")
+      assert.include(taken.message, `cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`)
+      const tcp = yield* Server.make({ port: 0 }).pipe(
+        Effect.provideService(Responders.Responders, responders(...clientHandlers)),
+        Effect.orDie
+      )
+      const tcpPort = tcp.address._tag === "Tcp" ? tcp.address.port : 0
+      for (const [, layer] of constructors) {
+        const error = yield* Effect.flip(Effect.scoped(connectWith(layer, `ws://127.0.0.1:${tcpPort}/`, { openTimeout: "2 seconds" })))
+        assert.strictEqual(error._tag, "ConnectError")
+      }
+    }).pipe(Effect.scoped), 20_000)
 
   it.live("maxConnections: a connection over the limit is closed at once (1013)", () =>
     Effect.gen(function*() {
