@@ -23,7 +23,7 @@
  *
  * @since 0.1.0
  */
-import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
+import type * as NodeSocketServerModule from "@effect/platform-node/NodeSocketServer"
 import { Context, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import * as NetAddress from "effect/net/NetAddress"
 import * as Socket from "effect/socket/Socket"
@@ -69,6 +69,13 @@ const formatHost = (host: string): string => host.includes(":") ? `[${host}]` : 
 const formatAddress = (address: string | undefined, port: number | undefined): string | undefined =>
   address === undefined ? undefined : port === undefined ? address : `${formatHost(address)}:${port}`
 
+// loaded on first use: `ws` and the HTTP server add ~0.1 s of startup to every program importing the
+// package, and most do not serve WebSocket
+let nodeSocketServer: typeof NodeSocketServerModule | undefined
+const loadNodeSocketServer = Effect.promise(async () =>
+  nodeSocketServer ??= await import("@effect/platform-node/NodeSocketServer")
+)
+
 /**
  * Starts listening and serving in the current scope.
  *
@@ -88,6 +95,7 @@ export const make = (
 
     // the listener lives in a scope of its own, closed by `shutdown` (stop accepting) or with the server
     const listenerScope = yield* Scope.fork(scope)
+    const NodeSocketServer = yield* loadNodeSocketServer
     const server = yield* NodeSocketServer.makeWebSocket({
       host,
       port: options?.port ?? 0,
