@@ -2,10 +2,11 @@
  * AMP over WebSocket on ws://127.0.0.1 (the common scenarios run in e2e.test.ts with the `websocket`
  * transport): both client WebSocket implementations (Node's global, browser-like one and the `ws`
  * package), boxes split across messages by a raw `ws` peer, StartTLS refused with the wss: hint,
- * connect failures, the server closing, a connection limit, no leaked sockets, and the browser-safety
- * of the client modules' own imports.
+ * connect failures, the server closing, a connection limit, no leaked sockets, send backpressure, wss:,
+ * and the browser-safety of the client (its own imports; a run with every Node built-in stubbed).
  */
 import { assert, describe, it } from "@effect/vitest"
+import { afterAll } from "vitest"
 import * as NodeWS from "@effect/platform-node/NodeWS"
 import { Effect, Exit, Fiber, Layer, Option, Ref } from "effect"
 import * as Socket from "effect/socket/Socket"
@@ -26,6 +27,7 @@ import { concatBytes } from "../src/internal/bytes.ts"
 import { fromWebSocket } from "../src/internal/websocket.ts"
 import { CallBack, clientHandlers, Delay, Echo, makeObserved, responders, serverHandlers, Sum, WaitForever } from "./support/commands.ts"
 import { makeTestCerts } from "./support/certs.ts"
+import { killRemaining, node, root, run } from "./support/process.ts"
 import { socketHandles } from "./support/transports.ts"
 import { endedWithin, eventually } from "./support/wait.ts"
 
@@ -93,6 +95,8 @@ const text = (box: Box.Box, key: string) => {
   const v = box.get(key)
   return v === undefined ? undefined : Buffer.from(v).toString("latin1")
 }
+
+afterAll(() => killRemaining())
 
 describe("WebSocket", () => {
   for (const [name, layer] of constructors) {
@@ -295,6 +299,21 @@ describe("WebSocket", () => {
         })
       )
     }), 20_000)
+
+  it.live("browser-like: the client runs with every Node built-in module replaced by an empty stub", () =>
+    Effect.gen(function*() {
+      const { server } = yield* serve()
+      const result = yield* Effect.promise(() =>
+        run(node, [Path.join(root, "test", "support", "browser-client.ts"), server.url], { timeoutMillis: 60_000 })
+      )
+      const context = `\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`
+      assert.strictEqual(result.code, 0, context)
+      const lines = result.stdout.trim().split("\n")
+      assert.deepStrictEqual(lines.slice(0, 4), ["Sum: 42", "CallBack: 30", "Echo: same bytes", "StartTLS: TlsError"], context)
+      // what a bundler would have to stub for a browser build (imported, never used on this path)
+      const stubbed = lines[4]!.replace("stubbed: ", "").split(",")
+      assert.includeMembers(stubbed, ["node:tls", "node:net"], context)
+    }).pipe(Effect.scoped), 70_000)
 
   it("the client modules import no Node module themselves (browser-safe)", () => {
     for (const file of ["WebSocketClient.ts", "Reconnecting.ts", "internal/websocket.ts"]) {
