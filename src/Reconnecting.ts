@@ -174,13 +174,17 @@ export const make = <E, R>(
       )
     )
 
+    // the connections' scopes: closed after the loop is interrupted (finalizers run in reverse order),
+    // so that closing the client is not seen by the loop as a lost connection
+    const connectionsScope = yield* Scope.fork(scope)
+
     const loop = Effect.gen(function*() {
       let step = yield* Schedule.toStep(schedule)
       let attempt = 0
       while (true) {
         attempt++
         yield* SubscriptionRef.set(ref, { _tag: "Connecting", attempt })
-        const connectionScope = yield* Scope.fork(scope)
+        const connectionScope = yield* Scope.fork(connectionsScope)
         const exit = yield* Effect.exit(Scope.provide(connect, connectionScope))
         let cause: Failure
         if (Exit.isSuccess(exit)) {
