@@ -3,7 +3,7 @@
  * the program calls `Dispatcher.callRemote` as with `Client.layer`, and reconnects with a retry
  * `Schedule` when the server goes away. Here the server goes down and comes back on the same port:
  *
- * - a call in flight when the connection drops fails with `ConnectionLost` (it is never re-sent: the
+ * - a call in flight when the connection drops fails with `AmpConnectionLost` (it is never re-sent: the
  *   command may not be idempotent);
  * - a call made while the server is down waits for the next connection (up to `waitTimeout`);
  * - the connection state is a stream (`Reconnecting.ReconnectingClient.changes`).

@@ -9,12 +9,12 @@ import { Schema } from "effect"
 /**
  * The connection ended (or was already closed) before the answer arrived. Every outstanding call fails
  * with this when a connection ends, whatever the reason: none waits forever. Twisted's `ConnectionDone`
- * / `ConnectionLost`.
+ * / `AmpConnectionLost`.
  *
  * @since 0.1.0
  * @category errors
  */
-export class ConnectionLost extends Schema.TaggedError<ConnectionLost>()("ConnectionLost", {
+export class AmpConnectionLost extends Schema.TaggedError<AmpConnectionLost>()("AmpConnectionLost", {
   /** Why the connection ended, e.g. "closed by peer", "protocol error: …". */
   reason: Schema.String
 }) {
@@ -66,7 +66,7 @@ export class UnhandledCommand extends Schema.TaggedError<UnhandledCommand>()("Un
  * @since 0.1.0
  * @category errors
  */
-export class ArgumentError extends Schema.TaggedError<ArgumentError>()("ArgumentError", {
+export class AmpArgumentError extends Schema.TaggedError<AmpArgumentError>()("AmpArgumentError", {
   command: Schema.String,
   side: Schema.Literals(["arguments", "response"]),
   key: Schema.String,
@@ -101,7 +101,7 @@ export class ProtocolSwitched extends Schema.TaggedError<ProtocolSwitched>()("Pr
  * @since 0.1.0
  * @category errors
  */
-export class ProtocolError extends Schema.TaggedError<ProtocolError>()("ProtocolError", {
+export class AmpProtocolError extends Schema.TaggedError<AmpProtocolError>()("AmpProtocolError", {
   reason: Schema.String
 }) {
   override get message(): string {
@@ -120,7 +120,7 @@ export class ConnectionEnded extends Schema.TaggedError<ConnectionEnded>()("Conn
   reason: Schema.String,
   /** Whether we ended it (a local close, a fatal error we sent, a protocol violation by the peer). */
   local: Schema.Boolean,
-  /** The typed error or `Cause` behind it, when there is one (ProtocolError, FramingError, TlsError, SocketError, a defect). */
+  /** The typed error or `Cause` behind it, when there is one (AmpProtocolError, FramingError, AmpTlsError, SocketError, a defect). */
   cause: Schema.optional(Schema.Unknown)
 }) {
   override get message(): string {
@@ -134,7 +134,7 @@ export class ConnectionEnded extends Schema.TaggedError<ConnectionEnded>()("Conn
  * @since 0.1.0
  * @category errors
  */
-export class Timeout extends Schema.TaggedError<Timeout>()("Timeout", { reason: Schema.String }) {
+export class AmpTimeout extends Schema.TaggedError<AmpTimeout>()("AmpTimeout", { reason: Schema.String }) {
   override get message(): string {
     return `AMP connection timed out: ${this.reason}`
   }

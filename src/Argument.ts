@@ -55,7 +55,7 @@ import * as Descriptors from "./internal/descriptors.ts"
 export {
   /**
    * The failure a custom argument's `encode`/`decode` throws (`throw new Argument.CodecFailure("why")`);
-   * the command layer reports it as an `ArgumentError` naming the key.
+   * the command layer reports it as an `AmpArgumentError` naming the key.
    *
    * @since 0.1.0
    * @category errors
@@ -909,7 +909,7 @@ const DescriptorArg = makeArgument({
  *
  * Needs effect-amp's native part (built by `npm install` with a C compiler) and a Unix-domain
  * connection (`Client.connect({ path })`, `Server.make({ path })`). Otherwise, and over TCP, a call
- * with a `Descriptor` fails with an `ArgumentError` before anything is sent, saying why (and how to
+ * with a `Descriptor` fails with an `AmpArgumentError` before anything is sent, saying why (and how to
  * enable it). A received ordinal whose fd has not arrived fails like a bad argument (`UNKNOWN`, then
  * the connection closes), as in Twisted.
  *

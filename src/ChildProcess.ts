@@ -20,7 +20,7 @@ import * as Cp from "node:child_process"
 import type * as Socket from "effect/socket/Socket"
 import * as Net from "node:net"
 import { Duplex, type Readable, type Writable } from "node:stream"
-import { type ConnectionEnded, ConnectionLost } from "./AmpError.ts"
+import { type ConnectionEnded, AmpConnectionLost } from "./AmpError.ts"
 import type { Box } from "./Box.ts"
 import type * as Command from "./Command.ts"
 import * as Connection from "./Connection.ts"
@@ -125,7 +125,7 @@ export interface Child {
   readonly connection: Connection.Connection
   /**
    * Calls the child. Like `connection.dispatcher.callRemote`, except that a call lost because the child
-   * exited fails with {@link ChildExited} instead of `ConnectionLost`.
+   * exited fails with {@link ChildExited} instead of `AmpConnectionLost`.
    */
   readonly callRemote: <C extends Command.Any>(
     command: C,
@@ -284,7 +284,7 @@ export const spawn = Effect.fnUntraced(function*(options: SpawnOptions) {
   })
 
   const explainLost = <E>(error: E): Effect.Effect<never, E | ChildExited> =>
-    error instanceof ConnectionLost ? Effect.flatMap(exitedError, (exit) => Effect.fail(exit ?? error)) : Effect.fail(error)
+    error instanceof AmpConnectionLost ? Effect.flatMap(exitedError, (exit) => Effect.fail(exit ?? error)) : Effect.fail(error)
   const result: Child = {
     pid: child.pid!,
     command: commandText,

@@ -149,7 +149,7 @@ export const layer = (options: ConnectOptions): Layer.Layer<Dispatcher, ConnectE
 
 /**
  * Like `layer`, but keeps a connection: reconnects with a retry `Schedule` when it drops; calls made
- * meanwhile wait (bounded) or fail fast; calls outstanding at a drop fail with `ConnectionLost`. Also
+ * meanwhile wait (bounded) or fail fast; calls outstanding at a drop fail with `AmpConnectionLost`. Also
  * provides the connection state (`Reconnecting.ReconnectingClient`). See the `Reconnecting` module.
  *
  * @since 0.1.0

@@ -25,7 +25,7 @@
  */
 import { Effect, Schema } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
-import { ArgumentError, UnhandledCommand, UnknownRemoteError } from "./AmpError.ts"
+import { AmpArgumentError, UnhandledCommand, UnknownRemoteError } from "./AmpError.ts"
 import type { Box } from "./Box.ts"
 import type * as Argument from "./Argument.ts"
 import { compileFields, FieldFailure, type FieldsCodec } from "./internal/argument.ts"
@@ -292,7 +292,7 @@ export const commandNameBytes = (command: Any): Uint8Array => {
 }
 
 /**
- * Encodes arguments into a request box (without `_ask`), synchronously; throws `ArgumentError`. A key
+ * Encodes arguments into a request box (without `_ask`), synchronously; throws `AmpArgumentError`. A key
  * that is not a declared argument is refused (Twisted's `InvalidSignature`), so a misspelt optional
  * argument is not silently dropped: the check costs one `Object.keys` per call.
  * @internal
@@ -310,7 +310,7 @@ export const encodeArgumentsUnsafe = (command: Any, args: Readonly<Record<string
   if (args != null && Object.keys(args).length !== present) {
     const extra = fields.undeclaredKey(args)
     if (extra !== undefined) {
-      throw new ArgumentError({
+      throw new AmpArgumentError({
         command: command.name,
         side: "arguments",
         key: extra,
@@ -322,10 +322,10 @@ export const encodeArgumentsUnsafe = (command: Any, args: Readonly<Record<string
   return box
 }
 
-const toArgumentError = (command: Any, side: "arguments" | "response", e: unknown): ArgumentError =>
+const toArgumentError = (command: Any, side: "arguments" | "response", e: unknown): AmpArgumentError =>
   e instanceof FieldFailure
-    ? new ArgumentError({ command: command.name, side, key: e.key, reason: e.reason })
-    : new ArgumentError({ command: command.name, side, key: "", reason: String(e) })
+    ? new AmpArgumentError({ command: command.name, side, key: e.key, reason: e.reason })
+    : new AmpArgumentError({ command: command.name, side, key: "", reason: String(e) })
 
 /**
  * Builds the request box for a call (`_command` plus the encoded arguments; the dispatcher adds `_ask`).
@@ -336,8 +336,8 @@ const toArgumentError = (command: Any, side: "arguments" | "response", e: unknow
 export const encodeArguments = <C extends Any>(
   command: C,
   args: Arguments<C>
-): Effect.Effect<Map<string, Uint8Array>, ArgumentError> =>
-  Effect.try({ try: () => encodeArgumentsUnsafe(command, args as any), catch: (e) => e as ArgumentError })
+): Effect.Effect<Map<string, Uint8Array>, AmpArgumentError> =>
+  Effect.try({ try: () => encodeArgumentsUnsafe(command, args as any), catch: (e) => e as AmpArgumentError })
 
 /**
  * Decodes the arguments of a received request box (extra keys are ignored, as in Twisted).
@@ -345,7 +345,7 @@ export const encodeArguments = <C extends Any>(
  * @since 0.1.0
  * @category decoding
  */
-export const decodeArguments = <C extends Any>(command: C, box: Box): Effect.Effect<Arguments<C>, ArgumentError> =>
+export const decodeArguments = <C extends Any>(command: C, box: Box): Effect.Effect<Arguments<C>, AmpArgumentError> =>
   Effect.try({
     try: () => command.compiled.arguments.decode(box) as Arguments<C>,
     catch: (e) => toArgumentError(command, "arguments", e)
@@ -357,7 +357,7 @@ export const decodeArguments = <C extends Any>(command: C, box: Box): Effect.Eff
  * @since 0.1.0
  * @category encoding
  */
-export const encodeResponse = <C extends Any>(command: C, response: Response<C>): Effect.Effect<Map<string, Uint8Array>, ArgumentError> =>
+export const encodeResponse = <C extends Any>(command: C, response: Response<C>): Effect.Effect<Map<string, Uint8Array>, AmpArgumentError> =>
   Effect.try({
     try: () => {
       const box = new Map<string, Uint8Array>()
@@ -373,7 +373,7 @@ export const encodeResponse = <C extends Any>(command: C, response: Response<C>)
  * @since 0.1.0
  * @category decoding
  */
-export const decodeResponse = <C extends Any>(command: C, box: Box): Effect.Effect<Response<C>, ArgumentError> =>
+export const decodeResponse = <C extends Any>(command: C, box: Box): Effect.Effect<Response<C>, AmpArgumentError> =>
   Effect.try({
     try: () => command.compiled.response.decode(box) as Response<C>,
     catch: (e) => toArgumentError(command, "response", e)

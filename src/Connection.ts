@@ -5,7 +5,7 @@
  * StartTLS (plain → TLS, in `StartTLS`) and protocol switches (AMP → another protocol, in
  * `ProtocolSwitch`). The connection's phase is one state machine (Plain, TlsPending, Tls, SwitchPending,
  * Switched, Closing, Closed). A connection lives in a Scope: closing the scope closes the socket and fails
- * every outstanding call with `ConnectionLost`.
+ * every outstanding call with `AmpConnectionLost`.
  *
  * - Reads never stop for busy handlers: answers to our calls are always delivered, and incoming commands
  *   wait in a bounded queue (see `Dispatcher.Options`); only a full queue stops reading.
@@ -21,7 +21,7 @@
 import { Deferred, type Duration, Effect, Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
 import type { Duplex } from "node:stream"
-import { ConnectionEnded, ConnectionLost, ProtocolSwitched } from "./AmpError.ts"
+import { ConnectionEnded, AmpConnectionLost, ProtocolSwitched } from "./AmpError.ts"
 import * as Box from "./Box.ts"
 import type * as Command from "./Command.ts"
 import type { ConnectionInfo, Snapshot } from "./ConnectionInfo.ts"
@@ -79,7 +79,7 @@ export interface TransportOptions {
   readonly raw?: Duplex | undefined
   /** The host we connected to (default TLS server name for hostname checks). */
   readonly host?: string | undefined
-  /** Why StartTLS is impossible without `raw` (the `TlsError` reason and the refusal sent to the peer). */
+  /** Why StartTLS is impossible without `raw` (the `AmpTlsError` reason and the refusal sent to the peer). */
   readonly noTlsReason?: string | undefined
   /**
    * File-descriptor passing (`Argument.Descriptor`) on this connection, or why it is unavailable.
@@ -112,7 +112,7 @@ export interface Connection {
    */
   readonly startTLS: (
     options?: StartTLS.TlsOptions
-  ) => Effect.Effect<void, StartTLS.OnlyOneTLS | StartTLS.TlsError | Dispatcher.CallError>
+  ) => Effect.Effect<void, StartTLS.OnlyOneTLS | StartTLS.AmpTlsError | Dispatcher.CallError>
   /**
    * Sends a protocol-switch command; on success AMP stops and the returned socket carries the next
    * protocol (see the `ProtocolSwitch` module).
@@ -180,8 +180,8 @@ export const make = Effect.fnUntraced(function*(
 
   const outbox: Engine.Outbox = {
     send: (box, hold) =>
-      Effect.suspend((): Effect.Effect<void, Box.TooLong | Box.InvalidKey | Box.InvalidValue | ConnectionLost | ProtocolSwitched> => {
-        if (state.current._tag === "Closed") return Effect.fail(new ConnectionLost({ reason: "connection closed" }))
+      Effect.suspend((): Effect.Effect<void, Box.TooLong | Box.InvalidKey | Box.InvalidValue | AmpConnectionLost | ProtocolSwitched> => {
+        if (state.current._tag === "Closed") return Effect.fail(new AmpConnectionLost({ reason: "connection closed" }))
         if (state.locked) return Effect.fail(new ProtocolSwitched({ reason: SWITCHED }))
         const size = Box.encodedLength(box)
         if (typeof size !== "number") return Effect.fail(size)

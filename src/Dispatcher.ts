@@ -4,7 +4,7 @@
  *
  * Per call: tags are lowercase hex counting from 1 (Twisted's); a tag is used up by every call, even one
  * that requires no answer. Interrupting a caller removes its entry; a late answer for it is ignored.
- * When the connection ends every outstanding call fails at once with `ConnectionLost`.
+ * When the connection ends every outstanding call fails at once with `AmpConnectionLost`.
  *
  * A per-call timeout is one combinator away: `callRemote(Sum, args).pipe(Effect.timeout("5 seconds"))`
  * — the timeout interrupts the call, which removes its entry.
@@ -13,8 +13,8 @@
  */
 import { Context, Effect } from "effect"
 import type {
-  ArgumentError,
-  ConnectionLost,
+  AmpArgumentError,
+  AmpConnectionLost,
   ProtocolSwitched,
   UnhandledCommand,
   UnknownRemoteError
@@ -30,13 +30,13 @@ import type * as Observability from "./Observability.ts"
  * @category errors
  */
 export type CallError =
-  | ConnectionLost
+  | AmpConnectionLost
   | UnknownRemoteError
   | UnhandledCommand
   | TooLong
   | InvalidKey
   | InvalidValue
-  | ArgumentError
+  | AmpArgumentError
   | ProtocolSwitched
 
 /**

@@ -16,7 +16,7 @@
  */
 import { Deferred, Effect, Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
-import { ArgumentError, ConnectionEnded, ConnectionLost, ProtocolSwitched } from "./AmpError.ts"
+import { AmpArgumentError, ConnectionEnded, AmpConnectionLost, ProtocolSwitched } from "./AmpError.ts"
 import type { Box } from "./Box.ts"
 import * as Command from "./Command.ts"
 import type { Snapshot } from "./ConnectionInfo.ts"
@@ -216,18 +216,18 @@ export const initiate = <C extends Command.Any>(
   Effect.suspend((): Effect.Effect<SwitchedSocket, Command.Error<C> | CallError> => {
     if (core.state.locked) return Effect.fail(new ProtocolSwitched({ reason: SWITCHED }))
     if (core.raw === undefined) {
-      return Effect.fail(new ArgumentError({ command: command.name, side: "arguments", key: "", reason: "this transport cannot switch protocols" }))
+      return Effect.fail(new AmpArgumentError({ command: command.name, side: "arguments", key: "", reason: "this transport cannot switch protocols" }))
     }
     let box: Map<string, Uint8Array>
     try {
       box = Command.encodeArgumentsUnsafe(command, args as Record<string, unknown>)
     } catch (e) {
-      return Effect.fail(e as ArgumentError)
+      return Effect.fail(e as AmpArgumentError)
     }
     const transition: SwitchTransition = { _tag: "Switch", hold: new Hold("switch"), answered: false, switched: Deferred.makeUnsafe() }
-    const awaitSocket: Effect.Effect<SwitchedSocket, ConnectionLost> = Deferred.await(transition.switched).pipe(
+    const awaitSocket: Effect.Effect<SwitchedSocket, AmpConnectionLost> = Deferred.await(transition.switched).pipe(
       Effect.raceFirst(
-        Effect.flatMap(Deferred.await(core.ended), (end) => Effect.fail(new ConnectionLost({ reason: end.reason })))
+        Effect.flatMap(Deferred.await(core.ended), (end) => Effect.fail(new AmpConnectionLost({ reason: end.reason })))
       )
     )
     return core.engine.request(box, transition).pipe(

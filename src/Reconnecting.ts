@@ -3,14 +3,14 @@
  * fails) it tries again following a retry `Schedule`. It provides the `Dispatcher` service, so code using
  * `Dispatcher.callRemote` works unchanged; each call goes to the connection of the moment.
  *
- * - **No silent re-sending.** A call outstanding when its connection drops fails with `ConnectionLost`
+ * - **No silent re-sending.** A call outstanding when its connection drops fails with `AmpConnectionLost`
  *   (a command may not be idempotent); retry it yourself if it is safe.
  * - **Calls while disconnected** wait for the next connection, up to `waitTimeout` (default 30 seconds),
- *   then fail with `ConnectionLost`; with `whileDisconnected: "fail"` they fail at once.
+ *   then fail with `AmpConnectionLost`; with `whileDisconnected: "fail"` they fail at once.
  * - **The schedule** is fed the cause of each failure (`ConnectionEnded` for a drop, the connect error
  *   for a failed attempt) and decides the delay before the next attempt; it starts afresh after each
  *   successful connection. When it ends, the client stops (state `Stopped`) and every call fails with
- *   `ConnectionLost`. Default: exponential from 100 ms, capped at 5 s, forever.
+ *   `AmpConnectionLost`. Default: exponential from 100 ms, capped at 5 s, forever.
  * - **State** is observable: `ReconnectingClient.changes` streams `Connecting` → `Connected` →
  *   `Disconnected` (with the cause and the delay) → `Connecting` …, and `Stopped` at the end.
  * - Closing the layer's scope stops reconnecting and closes the connection; waiting calls fail.
@@ -29,14 +29,14 @@
  * @since 0.1.0
  */
 import { Cause, Clock, Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Scope, Stream, SubscriptionRef } from "effect"
-import { ConnectionLost } from "./AmpError.ts"
+import { AmpConnectionLost } from "./AmpError.ts"
 import type * as Connection from "./Connection.ts"
 import type { Snapshot } from "./ConnectionInfo.ts"
 import { Dispatcher } from "./Dispatcher.ts"
 
 /**
  * Why the client is not connected: a `ConnectionEnded` (the connection dropped), the connect error
- * (e.g. `ConnectError`), or `ConnectionLost` for a connect attempt that died.
+ * (e.g. `ConnectError`), or `AmpConnectionLost` for a connect attempt that died.
  *
  * @since 0.1.0
  * @category models
@@ -84,7 +84,7 @@ export interface Options {
   readonly schedule?: Schedule.Schedule<unknown, Failure> | undefined
   /** Calls made while disconnected: `"wait"` for a connection (default) or `"fail"` at once. */
   readonly whileDisconnected?: "wait" | "fail" | undefined
-  /** How long a call waits for a connection before failing with `ConnectionLost` (default 30 seconds). */
+  /** How long a call waits for a connection before failing with `AmpConnectionLost` (default 30 seconds). */
   readonly waitTimeout?: Duration.Input | undefined
 }
 
@@ -111,7 +111,7 @@ export class ReconnectingClient extends Context.Service<ReconnectingClient, {
   /** The state now, then every change. */
   readonly changes: Stream.Stream<State>
   /** The current connection; waits (without bound) while reconnecting; fails once stopped. */
-  readonly connection: Effect.Effect<Connection.Connection, ConnectionLost>
+  readonly connection: Effect.Effect<Connection.Connection, AmpConnectionLost>
 }>()("effect-amp/ReconnectingClient") {}
 
 const toFailure = <E>(cause: Cause.Cause<E>): Failure => {
@@ -123,7 +123,7 @@ const toFailure = <E>(cause: Cause.Cause<E>): Failure => {
   ) {
     return error as Failure
   }
-  return new ConnectionLost({
+  return new AmpConnectionLost({
     reason: `connect failed: ${error !== undefined ? String(error) : Cause.pretty(cause)}`
   })
 }
@@ -151,11 +151,11 @@ export const make = <E, R>(
     const ref = yield* SubscriptionRef.make<State>({ _tag: "Connecting", attempt: 1 })
 
     let current: Connection.Connection | undefined
-    let next = Deferred.makeUnsafe<Connection.Connection, ConnectionLost>()
-    let stopped: ConnectionLost | undefined
+    let next = Deferred.makeUnsafe<Connection.Connection, AmpConnectionLost>()
+    let stopped: AmpConnectionLost | undefined
     let lastCause: Failure | undefined
 
-    const stop = (error: ConnectionLost) =>
+    const stop = (error: AmpConnectionLost) =>
       Effect.sync(() => {
         stopped ??= error
         current = undefined
@@ -164,7 +164,7 @@ export const make = <E, R>(
     yield* Scope.addFinalizer(
       scope,
       Effect.andThen(
-        stop(new ConnectionLost({ reason: "the reconnecting client was closed" })),
+        stop(new AmpConnectionLost({ reason: "the reconnecting client was closed" })),
         Effect.suspend(() =>
           SubscriptionRef.update(
             ref,
@@ -210,7 +210,7 @@ export const make = <E, R>(
         if (Exit.isFailure(decision)) {
           const reason = `gave up reconnecting after ${attempt} failed attempt${attempt === 1 ? "" : "s"}: ${cause.message}`
           yield* Effect.logWarning(`AMP reconnecting client: ${reason}`)
-          yield* stop(new ConnectionLost({ reason }))
+          yield* stop(new AmpConnectionLost({ reason }))
           yield* SubscriptionRef.set(ref, { _tag: "Stopped", cause })
           return
         }
@@ -222,10 +222,10 @@ export const make = <E, R>(
     yield* Effect.forkIn(loop, scope)
 
     const notConnected = (what: string) =>
-      new ConnectionLost({
+      new AmpConnectionLost({
         reason: `not connected (${what})${lastCause !== undefined ? `; last failure: ${lastCause.message}` : ""}`
       })
-    const connection = (wait: boolean): Effect.Effect<Connection.Connection, ConnectionLost> =>
+    const connection = (wait: boolean): Effect.Effect<Connection.Connection, AmpConnectionLost> =>
       Effect.suspend(() => {
         if (current !== undefined) return Effect.succeed(current)
         if (stopped !== undefined) return Effect.fail(stopped)

@@ -54,7 +54,7 @@ export type ServeOptions = ListenAddress & Connection.Options & {
   readonly maxConnections?: number | undefined
   /**
    * How connections end when the server's scope closes: `"graceful"` (the default: in-flight answers go
-   * out, within `closeTimeout`) or `"abort"` (at once; outstanding calls fail with `ConnectionLost`).
+   * out, within `closeTimeout`) or `"abort"` (at once; outstanding calls fail with `AmpConnectionLost`).
    */
   readonly shutdown?: "graceful" | "abort" | undefined
 }

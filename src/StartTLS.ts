@@ -15,7 +15,7 @@
  * `checkHostname: false`. A server asks for a client certificate with `requestClientCert`, and rejects
  * clients without a valid one with `requireClientCert`.
  *
- * A failed handshake ends the connection with `TlsError` (it never falls back to plaintext) and fails
+ * A failed handshake ends the connection with `AmpTlsError` (it never falls back to plaintext) and fails
  * every outstanding call. A second StartTLS on the same connection fails with `OnlyOneTLS`.
  *
  * @since 0.1.0
@@ -99,7 +99,7 @@ export class OnlyOneTLS extends Schema.TaggedError<OnlyOneTLS>()("OnlyOneTLS", {
  * @since 0.1.0
  * @category errors
  */
-export class TlsError extends Schema.TaggedError<TlsError>()("TlsError", {
+export class AmpTlsError extends Schema.TaggedError<AmpTlsError>()("AmpTlsError", {
   reason: Schema.String
 }) {
   override get message(): string {
@@ -185,17 +185,17 @@ export const handshake = (
   role: "client" | "server",
   options: TlsOptions,
   host: string | undefined
-): Effect.Effect<Tls.TLSSocket, TlsError> =>
-  Effect.callback<Tls.TLSSocket, TlsError>((resume) => {
+): Effect.Effect<Tls.TLSSocket, AmpTlsError> =>
+  Effect.callback<Tls.TLSSocket, AmpTlsError>((resume) => {
     if (role === "server" && (options.key === undefined || options.cert === undefined)) {
-      resume(Effect.fail(new TlsError({ reason: "the TLS server side needs a key and a certificate" })))
+      resume(Effect.fail(new AmpTlsError({ reason: "the TLS server side needs a key and a certificate" })))
       return
     }
     let tls: Tls.TLSSocket
     try {
       tls = makeTlsSocket(raw, role, options, host)
     } catch (cause) {
-      resume(Effect.fail(new TlsError({ reason: cause instanceof Error ? cause.message : String(cause) })))
+      resume(Effect.fail(new AmpTlsError({ reason: cause instanceof Error ? cause.message : String(cause) })))
       return
     }
     const event = role === "server" ? "secure" : "secureConnect"
@@ -212,7 +212,7 @@ export const handshake = (
       const refused = role === "server" ? checkClient(tls, options) : undefined
       if (refused !== undefined) {
         tls.destroy()
-        resume(Effect.fail(new TlsError({ reason: refused })))
+        resume(Effect.fail(new AmpTlsError({ reason: refused })))
         return
       }
       tls.on("error", () => {}) // later errors surface through the reader
@@ -221,7 +221,7 @@ export const handshake = (
     function fail(cause: Error) {
       cleanup()
       tls.destroy()
-      resume(Effect.fail(new TlsError({ reason: cause.message })))
+      resume(Effect.fail(new AmpTlsError({ reason: cause.message })))
     }
     function onClose() {
       fail(new Error("the peer closed the connection during the TLS handshake"))
@@ -239,20 +239,20 @@ export const handshake = (
 interface TlsTransition extends Transition {
   readonly _tag: "StartTls"
   readonly options: TlsOptions
-  failure: TlsError | undefined
+  failure: AmpTlsError | undefined
 }
 
 /**
  * Leaves the plain phase after `hold`, runs the handshake and enters the TLS phase. On failure the
- * connection is ended with the TlsError (never a fallback to plaintext).
+ * connection is ended with the AmpTlsError (never a fallback to plaintext).
  */
-const enter = (core: Core, hold: Hold, leftover: Uint8Array, options: TlsOptions, onError?: (error: TlsError) => void) =>
+const enter = (core: Core, hold: Hold, leftover: Uint8Array, options: TlsOptions, onError?: (error: AmpTlsError) => void) =>
   Effect.gen(function*() {
     const plain = yield* core.leavePhase(hold, leftover)
     const tls = yield* handshake(plain, core.role, options, core.host).pipe(
       Effect.tapError((error) =>
         Effect.andThen(
-          // before the end request: the caller must see this error, not the ConnectionLost that follows
+          // before the end request: the caller must see this error, not the AmpConnectionLost that follows
           Effect.andThen(Effect.sync(() => onError?.(error)), Deferred.succeed(hold.release, false)),
           Effect.andThen(
             Effect.logWarning(`AMP: ${error.message}; closing the connection`),
@@ -273,7 +273,7 @@ const enter = (core: Core, hold: Hold, leftover: Uint8Array, options: TlsOptions
         : undefined
     }
     yield* core.enterPhase(yield* wrapDuplex(tls)).pipe(
-      Effect.mapError((error) => new TlsError({ reason: `after the handshake: ${error.message}` }))
+      Effect.mapError((error) => new AmpTlsError({ reason: `after the handshake: ${error.message}` }))
     )
     core.resetDecoder()
     yield* Deferred.succeed(hold.release, true)
@@ -341,12 +341,12 @@ export const answered = (
  * `options`: the connection's TLS options with the call's merged over them.
  * @internal
  */
-export const initiate = (core: Core, options: TlsOptions): Effect.Effect<void, OnlyOneTLS | TlsError | CallError> =>
-  Effect.suspend((): Effect.Effect<void, OnlyOneTLS | TlsError | CallError> => {
+export const initiate = (core: Core, options: TlsOptions): Effect.Effect<void, OnlyOneTLS | AmpTlsError | CallError> =>
+  Effect.suspend((): Effect.Effect<void, OnlyOneTLS | AmpTlsError | CallError> => {
     const state = core.state.current._tag
     if (state === "TlsPending" || state === "Tls") return Effect.fail(new OnlyOneTLS())
-    if (core.raw === undefined) return Effect.fail(new TlsError({ reason: core.noTlsReason ?? "this transport cannot start TLS" }))
-    if (state !== "Plain") return Effect.fail(new TlsError({ reason: `cannot start TLS now (${state})` }))
+    if (core.raw === undefined) return Effect.fail(new AmpTlsError({ reason: core.noTlsReason ?? "this transport cannot start TLS" }))
+    if (state !== "Plain") return Effect.fail(new AmpTlsError({ reason: `cannot start TLS now (${state})` }))
     const transition: TlsTransition = {
       _tag: "StartTls",
       hold: new Hold("tls"),
@@ -357,7 +357,7 @@ export const initiate = (core: Core, options: TlsOptions): Effect.Effect<void, O
     core.state.to({ _tag: "TlsPending" })
     return core.engine.request(new Map([[Command.COMMAND, Command.commandNameBytes(StartTLS)]]), transition).pipe(
       Effect.catch((error) => Effect.fail(transition.failure ?? error)),
-      Effect.flatMap((answer): Effect.Effect<void, TlsError | CallError> =>
+      Effect.flatMap((answer): Effect.Effect<void, AmpTlsError | CallError> =>
         transition.failure !== undefined
           ? Effect.fail(transition.failure)
           : answer.has(Command.ERROR)

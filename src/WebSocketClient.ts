@@ -7,7 +7,7 @@
  * This module imports no Node module itself; serve with `WebSocketServer`.
  *
  * - StartTLS is impossible over a WebSocket (there is no raw byte stream to wrap): `startTLS` fails with
- *   a `TlsError` saying so, and a peer's StartTLS is refused. Use a `wss:` URL for TLS.
+ *   a `AmpTlsError` saying so, and a peer's StartTLS is refused. Use a `wss:` URL for TLS.
  * - Protocol switches are not available either.
  * - Text messages from the peer are taken as their UTF-8 bytes.
  *
@@ -34,7 +34,7 @@ import * as Reconnecting from "./Reconnecting.ts"
 import type { Responders } from "./Responders.ts"
 
 /**
- * Why StartTLS fails on a WebSocket connection (the `TlsError` reason, and the refusal sent to a peer
+ * Why StartTLS fails on a WebSocket connection (the `AmpTlsError` reason, and the refusal sent to a peer
  * that asks for it).
  *
  * @since 0.1.0
@@ -100,7 +100,7 @@ const checkUrl = (url: string): Effect.Effect<URL, ConnectError> =>
 
 /**
  * Opens a WebSocket to `url` (`ws:` or `wss:`) and runs AMP over it in the current scope (closing the
- * scope closes the WebSocket; outstanding calls fail with `ConnectionLost`).
+ * scope closes the WebSocket; outstanding calls fail with `AmpConnectionLost`).
  *
  * @since 0.1.0
  * @category constructors

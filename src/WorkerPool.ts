@@ -26,7 +26,7 @@
  * @since 0.1.0
  */
 import { Context, Deferred, Duration, Effect, Exit, Layer, Schedule, Schema, Scope, Semaphore } from "effect"
-import { ConnectionLost } from "./AmpError.ts"
+import { AmpConnectionLost } from "./AmpError.ts"
 import * as ChildProcess from "./ChildProcess.ts"
 import type * as Command from "./Command.ts"
 import type * as Dispatcher from "./Dispatcher.ts"
@@ -355,7 +355,7 @@ export const make = Effect.fnUntraced(function*(options: Options) {
           return yield* restore(attempt).pipe(
             // the drain timed out and the pool stopped the worker under this call
             Effect.catch((error) =>
-              closing && (error instanceof ChildProcess.ChildExited || error instanceof ConnectionLost)
+              closing && (error instanceof ChildProcess.ChildExited || error instanceof AmpConnectionLost)
                 ? Effect.fail(new PoolClosed())
                 : Effect.fail(error)
             ),

@@ -145,7 +145,7 @@ console.log(JSON.stringify(out))
       assert.strictEqual(result.code, 0, result.stderr)
       const out = JSON.parse(result.stdout) as Record<string, unknown>
       assert.strictEqual(out.sum, "5")
-      assert.strictEqual(out.tag, "ArgumentError")
+      assert.strictEqual(out.tag, "AmpArgumentError")
       assert.include(String(out.message), "native part was not built")
       assert.include(String(out.message), "npm rebuild effect-amp")
       assert.strictEqual(out.pipe, "DescriptorUnavailable")
@@ -182,10 +182,10 @@ console.log(JSON.stringify(out))
     const error = Exit.isFailure(exit.result) ? exit.result.cause.reasons[0] : undefined
     assert.strictEqual(error?._tag, "Fail")
     const failure = (error as { error: { _tag: string; key: string; message: string } }).error
-    assert.strictEqual(failure._tag, "ArgumentError")
+    assert.strictEqual(failure._tag, "AmpArgumentError")
     assert.strictEqual(failure.key, "fd")
     assert.include(failure.message, "only be passed over a Unix-domain connection")
-    assert.strictEqual(exit.echo._tag, "ArgumentError")
+    assert.strictEqual(exit.echo._tag, "AmpArgumentError")
     assert.strictEqual(handled, 0)
     assert.strictEqual(await settled(start), start)
   })
@@ -397,7 +397,7 @@ describeNative("Descriptor: interop with Twisted over Unix sockets", () => {
     await checkLeaks()
   }, 50_000)
 
-  it("Twisted vanishes mid-call while holding our pipe: the call fails ConnectionLost, nothing leaks", async () => {
+  it("Twisted vanishes mid-call while holding our pipe: the call fails AmpConnectionLost, nothing leaks", async () => {
     const doomed = await startServer(python, [peer, "server", "--unix", sock("doomed.sock")])
     const outcome = await Effect.runPromise(
       Effect.gen(function*() {
@@ -417,7 +417,7 @@ describeNative("Descriptor: interop with Twisted over Unix sockets", () => {
     for (const exit of outcome) {
       assert.isTrue(Exit.isFailure(exit))
       const reason = Exit.isFailure(exit) ? exit.cause.reasons[0] : undefined
-      assert.strictEqual((reason as { error?: { _tag: string } })?.error?._tag, "ConnectionLost")
+      assert.strictEqual((reason as { error?: { _tag: string } })?.error?._tag, "AmpConnectionLost")
     }
     await checkLeaks()
   }, 30_000)

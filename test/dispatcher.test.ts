@@ -140,14 +140,14 @@ describe("caller side: protocol violations by the peer", () => {
     Effect.gen(function*() {
       const end = yield* client.ended.pipe(Effect.timeout(5_000))
       assert.isTrue(end.local)
-      assert.strictEqual((end.cause as { _tag?: string })?._tag, "ProtocolError")
+      assert.strictEqual((end.cause as { _tag?: string })?._tag, "AmpProtocolError")
       assert.match(end.reason, reason)
       const error = yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout(5_000))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       assert.strictEqual(yield* client.dispatcher.outstanding, 0)
     })
 
-  it.live("an answer for an unknown tag closes the connection with ProtocolError and fails outstanding calls", () =>
+  it.live("an answer for an unknown tag closes the connection with AmpProtocolError and fails outstanding calls", () =>
     Effect.gen(function*() {
       const { call, client, peer } = yield* setup
       yield* peer.write(Box.make({ _answer: "99", total: "3" }))
@@ -235,7 +235,7 @@ describe("caller side: protocol violations by the peer", () => {
       assert.strictEqual((end.cause as { _tag?: string })?._tag, "FramingError")
       assert.match(end.reason, /key length 256/)
       const error = yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout(5_000))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       assert.match((error as { reason: string }).reason, /key length 256/)
       yield* peer.waitClosed()
       assert.isTrue(peer.gotEof()) // a clean close, as Twisted's loseConnection
@@ -325,7 +325,7 @@ describe("test_amp.py: CommandDispatchTests", () => {
       const observed = yield* makeObserved
       const pair = yield* tcp.connect({ server: serverHandlers(observed) })
       const error = yield* Effect.flip(pair.client.dispatcher.callRemoteRaw("Big", new Map()))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       yield* pair.client.ended.pipe(Effect.timeout(5_000))
     }), 10_000)
 
@@ -376,7 +376,7 @@ describe("test_amp.py: BinaryProtocolTests", () => {
       yield* peer.waitForBoxes((boxes) => boxes.length === 1)
       yield* peer.write(b("\x01\x00"))
       const error = yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout(5_000))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       assert.match((error as { reason: string }).reason, /key length 256 is over 255/)
     }), 10_000)
 
@@ -406,7 +406,7 @@ describe("test_amp.py: BinaryProtocolTests", () => {
       yield* peer.waitForBoxes((boxes) => boxes.length === 1)
       yield* peer.destroy
       const error = yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout(5_000))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       const end = yield* client.ended.pipe(Effect.timeout(5_000))
       assert.isFalse(end.local)
     }), 10_000)
@@ -511,7 +511,7 @@ describe("test_amp.py: AMPTests", () => {
       const { amp, pair } = yield* setup
       assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 666n, b: 0n })))._tag, "Fatal")
       yield* pair.client.ended.pipe(Effect.timeout(5_000))
-      assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 0n })))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 0n })))._tag, "AmpConnectionLost")
     }), 10_000)
 
   it.live("test_helloNoErrorHandling: undeclared → UnknownRemoteError, the connection is dropped", () =>
@@ -519,7 +519,7 @@ describe("test_amp.py: AMPTests", () => {
       const { amp, pair } = yield* setup
       assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: -1n, b: 0n })))._tag, "UnknownRemoteError")
       yield* pair.client.ended.pipe(Effect.timeout(5_000))
-      assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 0n })))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 0n })))._tag, "AmpConnectionLost")
     }), 10_000)
 
   it.live("test_lateAnswer: a pending call fails on disconnect; the responder finishing later is harmless", () =>
@@ -528,7 +528,7 @@ describe("test_amp.py: AMPTests", () => {
       const call = yield* Effect.forkChild(client.dispatcher.callRemote(Delay, { ms: 10n }))
       yield* peer.waitForBoxes((boxes) => boxes.length === 1)
       yield* peer.destroy
-      assert.strictEqual((yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout(5_000)))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout(5_000)))._tag, "AmpConnectionLost")
       // and the responder side: our server's handler completing after the peer left
       const { observed, peer: raw } = yield* serverAndRawClient()
       yield* raw.write(Box.make({ _command: "Delay", _ask: "1", ms: "30" }))
@@ -549,15 +549,15 @@ describe("test_amp.py: AMPTests", () => {
       const { amp, pair } = yield* setup
       yield* amp.callRemote(Notify, { n: 13n })
       yield* pair.client.ended.pipe(Effect.timeout(5_000))
-      assert.strictEqual((yield* Effect.flip(amp.callRemote(Hello, { hello: "x" })))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(amp.callRemote(Hello, { hello: "x" })))._tag, "AmpConnectionLost")
     }), 10_000)
 
-  it.live("test_requiresNoAnswerAfterFail: after the connection is lost a no-answer call fails with ConnectionLost", () =>
+  it.live("test_requiresNoAnswerAfterFail: after the connection is lost a no-answer call fails with AmpConnectionLost", () =>
     Effect.gen(function*() {
       // Twisted returns None; here the call fails in the typed channel (nothing is sent)
       const { amp, pair } = yield* setup
       yield* pair.client.close()
-      assert.strictEqual((yield* Effect.flip(amp.callRemote(Notify, { n: 1n })))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(amp.callRemote(Notify, { n: 1n })))._tag, "AmpConnectionLost")
     }), 10_000)
 
   it.live("test_noAnswerResponderBadAnswer: an unencodable result of a no-answer responder drops the connection", () =>
@@ -577,7 +577,7 @@ describe("test_amp.py: AMPTests", () => {
     Effect.gen(function*() {
       const { client, peer } = yield* clientToRawPeer()
       const error = yield* Effect.flip(client.dispatcher.callRemote(Hello, {} as { hello: string }))
-      assert.strictEqual(error._tag, "ArgumentError")
+      assert.strictEqual(error._tag, "AmpArgumentError")
       assert.strictEqual((error as { key: string }).key, "hello")
       yield* Effect.sleep(30)
       assert.strictEqual(peer.received().length, 0)

@@ -54,7 +54,7 @@ for (const transport of transports) {
         assert.strictEqual((yield* amp.callRemote(Sum, { a: 1n, b: 2n })).total, 3n)
       }), 10_000)
 
-    it.live("fatal error: sent, then the connection ends and later calls fail with ConnectionLost", () =>
+    it.live("fatal error: sent, then the connection ends and later calls fail with AmpConnectionLost", () =>
       Effect.gen(function*() {
         const { amp, pair } = yield* setup
         const error = yield* Effect.flip(amp.callRemote(Sum, { a: 666n, b: 1n }))
@@ -63,7 +63,7 @@ for (const transport of transports) {
         const end = yield* pair.client.ended.pipe(Effect.timeout(5_000))
         assert.isFalse(end.local)
         const later = yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 2n }))
-        assert.strictEqual(later._tag, "ConnectionLost")
+        assert.strictEqual(later._tag, "AmpConnectionLost")
         yield* eventually("server side ended", Effect.map(pair.serverConnections, (n) => n === 0))
       }), 10_000)
 
@@ -77,7 +77,7 @@ for (const transport of transports) {
           assert.strictEqual(error.code, "UNKNOWN")
           assert.strictEqual(error.description, "Unknown Error")
           yield* pair.client.ended.pipe(Effect.timeout(5_000))
-          assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 2n })))._tag, "ConnectionLost")
+          assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 2n })))._tag, "AmpConnectionLost")
         }), 10_000)
     }
 
@@ -113,7 +113,7 @@ for (const transport of transports) {
         const { amp, pair } = yield* setup
         yield* amp.callRemote(Notify, { n: 13n })
         yield* pair.client.ended.pipe(Effect.timeout(5_000))
-        assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 2n })))._tag, "ConnectionLost")
+        assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 2n })))._tag, "AmpConnectionLost")
       }), 10_000)
 
     it.live("bad argument bytes → UNKNOWN, then the connection is closed", () =>
@@ -196,7 +196,7 @@ for (const transport of transports) {
         assert.strictEqual((yield* amp.callRemote(Sum, { a: 1n, b: 1n })).total, 2n)
       }), 10_000)
 
-    it.live("the server side ending fails every outstanding call with ConnectionLost", () =>
+    it.live("the server side ending fails every outstanding call with AmpConnectionLost", () =>
       Effect.gen(function*() {
         const { amp, observed, pair } = yield* setup
         const fibers = yield* Effect.forEach([1, 2, 3, 4, 5], () => Effect.forkChild(amp.callRemote(WaitForever, {})))
@@ -205,23 +205,23 @@ for (const transport of transports) {
         yield* pair.shutdownServer()
         for (const fiber of fibers) {
           const error = yield* Effect.flip(Fiber.join(fiber)).pipe(Effect.timeout(5_000))
-          assert.strictEqual(error._tag, "ConnectionLost")
+          assert.strictEqual(error._tag, "AmpConnectionLost")
         }
         assert.strictEqual(yield* amp.outstanding, 0)
         yield* eventually("handlers interrupted", Effect.map(Ref.get(observed.waitInterrupted), (n) => n === 5))
       }), 10_000)
 
-    it.live("closing the client fails its outstanding calls with ConnectionLost", () =>
+    it.live("closing the client fails its outstanding calls with AmpConnectionLost", () =>
       Effect.gen(function*() {
         const { amp, observed, pair } = yield* setup
         const fibers = yield* Effect.forEach([1, 2, 3], () => Effect.forkChild(amp.callRemote(WaitForever, {})))
         yield* eventually("3 handlers started", Effect.map(Ref.get(observed.waitStarted), (n) => n === 3))
         yield* pair.client.close()
         for (const fiber of fibers) {
-          assert.strictEqual((yield* Effect.flip(Fiber.join(fiber)).pipe(Effect.timeout(5_000)))._tag, "ConnectionLost")
+          assert.strictEqual((yield* Effect.flip(Fiber.join(fiber)).pipe(Effect.timeout(5_000)))._tag, "AmpConnectionLost")
         }
-        assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))._tag, "ConnectionLost")
-        assert.strictEqual((yield* Effect.flip(amp.callRemote(Notify, { n: 1n })))._tag, "ConnectionLost")
+        assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))._tag, "AmpConnectionLost")
+        assert.strictEqual((yield* Effect.flip(amp.callRemote(Notify, { n: 1n })))._tag, "AmpConnectionLost")
         yield* eventually("server side ended", Effect.map(pair.serverConnections, (n) => n === 0))
         yield* eventually("server handlers interrupted", Effect.map(Ref.get(observed.waitInterrupted), (n) => n === 3))
       }), 10_000)
@@ -240,14 +240,14 @@ for (const transport of transports) {
         }
         yield* Fiber.join(closing).pipe(Effect.timeout(5_000))
         yield* pair.client.ended.pipe(Effect.timeout(5_000))
-        assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))._tag, "ConnectionLost")
+        assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))._tag, "AmpConnectionLost")
       }), 10_000)
 
     it.live("graceful client close refuses new calls and lets its own handlers answer", () =>
       Effect.gen(function*() {
         const { amp, pair } = yield* setup
         yield* pair.client.close({ graceful: true }).pipe(Effect.timeout(5_000))
-        assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))._tag, "ConnectionLost")
+        assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))._tag, "AmpConnectionLost")
         yield* eventually("server side ended", Effect.map(pair.serverConnections, (n) => n === 0))
       }), 10_000)
 

@@ -230,7 +230,7 @@ describe.concurrent("examples", () => {
       "1. Sum(13, 81) over WebSocket = 94",
       "2. Greet: the server asked us WhoAreYou, then answered \"Hello, browser tab!\"",
       "3. 100 concurrent Sums add up to 9900",
-      "4. StartTLS over WebSocket fails with TlsError: TLS handshake failed: StartTLS is not possible over a WebSocket " +
+      "4. StartTLS over WebSocket fails with AmpTlsError: TLS handshake failed: StartTLS is not possible over a WebSocket " +
       "(there is no raw byte stream to wrap): connect to a wss: URL for TLS",
       "done"
     ])
@@ -245,7 +245,7 @@ describe.concurrent("examples", () => {
       `  [state] connected to 127.0.0.1:${port}`,
       "1. Sum(1, 2) = 3",
       "2. the server goes down while Slow is in flight",
-      "   Slow failed with ConnectionLost (not re-sent)",
+      "   Slow failed with AmpConnectionLost (not re-sent)",
       "3. a call made while the server is down waits; the server comes back",
       `  [state] connected to 127.0.0.1:${port}`,
       "   the waiting call got Sum(40, 2) = 42",

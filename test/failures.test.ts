@@ -125,7 +125,7 @@ describe("protocol errors and the read path", () => {
       // an answer for a tag nobody asked: a protocol error (Twisted: KeyError, connection dropped)
       yield* writer.write(new Uint8Array([0, 7, ...ascii("_answer"), 0, 2, ...ascii("99"), 0, 0]))
       const end = yield* connection.ended.pipe(Effect.timeout("5 seconds"))
-      assert.strictEqual((end.cause as { _tag?: string })._tag, "ProtocolError")
+      assert.strictEqual((end.cause as { _tag?: string })._tag, "AmpProtocolError")
       assert.isTrue(log.lines.some((l) => l.level === "Warn" && l.message.includes("unknown tag")), JSON.stringify(log.lines))
     }).pipe(Effect.scoped), 15_000)
 
@@ -152,7 +152,7 @@ describe("protocol errors and the read path", () => {
         new Uint8Array([0, 8, ...ascii("_command"), 0, 3, ...ascii("Sum"), 0, 1, ...ascii("a"), 0, 1, 0x31, 0, 1, ...ascii("b"), 0, 1, 0x31, 0, 0])
       )
       const error = yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout("5 seconds"))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       const end = yield* connection.ended.pipe(Effect.timeout("5 seconds"))
       assert.include(end.reason, "defect in the read path")
       assert.isTrue(Cause.isCause(end.cause))

@@ -259,7 +259,7 @@ describe("peers vanishing", () => {
       yield* check
     }), 20_000)
 
-  it.live("while a call is outstanding: typed ConnectionLost, no hang", () =>
+  it.live("while a call is outstanding: typed AmpConnectionLost, no hang", () =>
     Effect.gen(function*() {
       for (let i = 0; i < 5; i++) {
         yield* Effect.scoped(Effect.gen(function*() {
@@ -273,7 +273,7 @@ describe("peers vanishing", () => {
           yield* peer.write(new Uint8Array([0, 7, 95, 97]))
           yield* peer.destroy
           for (const call of calls) {
-            assert.strictEqual((yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout(5_000)))._tag, "ConnectionLost")
+            assert.strictEqual((yield* Effect.flip(Fiber.join(call)).pipe(Effect.timeout(5_000)))._tag, "AmpConnectionLost")
           }
           yield* client.ended.pipe(Effect.timeout(5_000))
           assert.strictEqual(yield* client.dispatcher.outstanding, 0)
@@ -304,7 +304,7 @@ describe("server shutdown with calls in flight", () => {
       yield* Fiber.join(shutdown).pipe(Effect.timeout(5_000))
       for (const client of clients) {
         yield* client.ended.pipe(Effect.timeout(5_000))
-        assert.strictEqual((yield* Effect.flip(client.dispatcher.callRemote(Sum, { a: 1n, b: 1n })))._tag, "ConnectionLost")
+        assert.strictEqual((yield* Effect.flip(client.dispatcher.callRemote(Sum, { a: 1n, b: 1n })))._tag, "AmpConnectionLost")
         assert.strictEqual(yield* client.dispatcher.outstanding, 0)
       }
       const refused = yield* Effect.flip(
@@ -313,18 +313,18 @@ describe("server shutdown with calls in flight", () => {
           Effect.flatMap((c) => c.dispatcher.callRemote(Sum, { a: 1n, b: 1n }))
         )
       )
-      assert.include(["ConnectError", "ConnectionLost"], refused._tag)
+      assert.include(["ConnectError", "AmpConnectionLost"], refused._tag)
       assert.strictEqual(yield* server.connections, 0)
     }), 20_000)
 
-  it.live("abort: outstanding calls fail with ConnectionLost", () =>
+  it.live("abort: outstanding calls fail with AmpConnectionLost", () =>
     Effect.gen(function*() {
       const { healthy, observed, server } = yield* liveServer()
       const clients = [healthy, yield* connectClient(server)]
       const fibers = yield* gated(observed, clients)
       yield* server.shutdown().pipe(Effect.timeout(5_000))
       for (const fiber of fibers) {
-        assert.strictEqual((yield* Effect.flip(Fiber.join(fiber)).pipe(Effect.timeout(5_000)))._tag, "ConnectionLost")
+        assert.strictEqual((yield* Effect.flip(Fiber.join(fiber)).pipe(Effect.timeout(5_000)))._tag, "AmpConnectionLost")
       }
       for (const client of clients) {
         yield* client.ended.pipe(Effect.timeout(5_000))
@@ -347,7 +347,7 @@ describe("close escalation", () => {
         yield* Effect.sleep(50)
         yield* pair.shutdownServer().pipe(Effect.timeout(1_000))
         yield* Fiber.await(graceful).pipe(Effect.timeout(1_000))
-        assert.strictEqual((yield* Effect.flip(Fiber.join(stuck)).pipe(Effect.timeout(1_000)))._tag, "ConnectionLost")
+        assert.strictEqual((yield* Effect.flip(Fiber.join(stuck)).pipe(Effect.timeout(1_000)))._tag, "AmpConnectionLost")
         assert.strictEqual(yield* Ref.get(observed.waitInterrupted), 1)
       }), 10_000)
   }
@@ -395,7 +395,7 @@ describe("random interruptions", () => {
             yield* pair.shutdownServer({ graceful: closeSide === "server-graceful" })
           }
           yield* pair.client.ended.pipe(Effect.timeout(5_000))
-          // every caller completes (answer, ConnectionLost or interrupted): none hangs
+          // every caller completes (answer, AmpConnectionLost or interrupted): none hangs
           for (const fiber of [...fibers, ...stuck]) yield* Fiber.await(fiber).pipe(Effect.timeout(5_000))
           assert.strictEqual(yield* amp.outstanding, 0)
           yield* eventually("server side ended", Effect.map(pair.serverConnections, (n) => n === 0))

@@ -138,7 +138,7 @@ describe("tracing", () => {
         yield* eventually("call sent", Effect.map(pair.client.dispatcher.outstanding, (n) => n === 1))
         yield* pair.shutdownServer()
         const error = yield* Fiber.join(fiber)
-        assert.strictEqual(error._tag, "ConnectionLost")
+        assert.strictEqual(error._tag, "AmpConnectionLost")
         assert.strictEqual(rec.one("WaitForever", "client").attributes.get("amp.outcome"), "connection_lost")
       })), 10_000)
 

@@ -86,13 +86,13 @@ describe("Reconnecting client (TCP)", () => {
       yield* server.stop
     }).pipe(Effect.scoped), 20_000)
 
-  it.live("waitTimeout: a call fails with ConnectionLost when no connection comes in time", () =>
+  it.live("waitTimeout: a call fails with AmpConnectionLost when no connection comes in time", () =>
     Effect.gen(function*() {
       const port = yield* freePort
       const { amp } = yield* client(port, { waitTimeout: "150 millis" })
       const start = Date.now()
       const error = yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n }))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       assert.include(error.message, "no connection within 150")
       assert.include(error.message, "ECONNREFUSED")
       assert.isAtLeast(Date.now() - start, 140)
@@ -104,7 +104,7 @@ describe("Reconnecting client (TCP)", () => {
       const { amp, state } = yield* client(port, { whileDisconnected: "fail" })
       yield* waitForState(state, "Disconnected")
       const error = yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n }))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       assert.include(error.message, "not connected (reconnecting)")
       const server = yield* startServer(port)
       yield* waitForState(state, "Connected")
@@ -112,7 +112,7 @@ describe("Reconnecting client (TCP)", () => {
       yield* server.stop
     }).pipe(Effect.scoped), 20_000)
 
-  it.live("calls outstanding at a drop fail with ConnectionLost and are never re-sent", () =>
+  it.live("calls outstanding at a drop fail with AmpConnectionLost and are never re-sent", () =>
     Effect.gen(function*() {
       const first = yield* startServer(0)
       const port = first.server.address._tag === "Tcp" ? first.server.address.port : 0
@@ -123,7 +123,7 @@ describe("Reconnecting client (TCP)", () => {
       yield* first.stop
       for (const call of calls) {
         const error = yield* Fiber.join(call)
-        assert.strictEqual(error._tag, "ConnectionLost")
+        assert.strictEqual(error._tag, "AmpConnectionLost")
       }
       const second = yield* startServer(port)
       yield* waitForState(state, "Connected")
@@ -179,11 +179,11 @@ describe("Reconnecting client (TCP)", () => {
       const stopped = yield* state.state
       assert.strictEqual(stopped._tag === "Stopped" ? stopped.cause._tag : "", "ConnectError")
       const error = yield* Fiber.join(waiting)
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       assert.include(error.message, "gave up reconnecting after 3 failed attempts")
       const later = yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n }))
       assert.include(later.message, "gave up reconnecting")
-      assert.strictEqual((yield* Effect.flip(state.connection))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(state.connection))._tag, "AmpConnectionLost")
       // it really stopped: a server started now sees nobody
       const server = yield* startServer(port)
       yield* Effect.sleep(100)
@@ -202,7 +202,7 @@ describe("Reconnecting client (TCP)", () => {
       const outstanding = yield* Effect.forkChild(Effect.flip(amp.callRemote(WaitForever, {})))
       yield* eventually("handler running", Effect.map(started(server.observed), (n) => n === 1))
       yield* Scope.close(scope, Exit.void)
-      assert.strictEqual((yield* Fiber.join(outstanding))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Fiber.join(outstanding))._tag, "AmpConnectionLost")
       assert.strictEqual((yield* state.state)._tag, "Stopped")
       const after = yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n }))
       assert.include(after.message, "the reconnecting client was closed")
@@ -228,7 +228,7 @@ describe("Reconnecting client (TCP)", () => {
       const waiting = yield* Effect.forkChild(Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))
       yield* eventually("retrying", Effect.map(state.state, (s) => s._tag === "Disconnected" && s.attempt >= 2))
       yield* Scope.close(scope, Exit.void)
-      assert.strictEqual((yield* Fiber.join(waiting))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Fiber.join(waiting))._tag, "AmpConnectionLost")
       const server = yield* startServer(port)
       yield* Effect.sleep(100)
       assert.strictEqual(yield* server.server.connections, 0)
@@ -265,7 +265,7 @@ describe("Reconnecting client (WebSocket)", () => {
       const outstanding = yield* Effect.forkChild(Effect.flip(amp.callRemote(WaitForever, {})))
       yield* Effect.sleep(50)
       yield* first.stop
-      assert.strictEqual((yield* Fiber.join(outstanding))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Fiber.join(outstanding))._tag, "AmpConnectionLost")
       yield* waitForState(state, "Disconnected")
       const waiting = yield* Effect.forkChild(amp.callRemote(Sum, { a: 3n, b: 4n }))
       const second = yield* startWs(port)

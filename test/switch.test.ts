@@ -219,7 +219,7 @@ describe("protocol switch, both ends ours", () => {
       yield* eventually("call outstanding", Effect.map(client.dispatcher.outstanding, (n) => n === 1))
       const switched = yield* client.switchProtocol(SwitchToEcho, { name: ECHO })
       const error = yield* Effect.flip(Fiber.join(pending)).pipe(Effect.timeout(5_000))
-      assert.isTrue(error._tag === "ConnectionLost" || error._tag === "ProtocolSwitched")
+      assert.isTrue(error._tag === "AmpConnectionLost" || error._tag === "ProtocolSwitched")
       const io = yield* open(switched.socket)
       yield* Effect.sleep(100) // the Delay responder finishes on the switched server: its answer is dropped
       yield* io.write("clean")
@@ -328,7 +328,7 @@ describe("protocol switch with a raw peer", () => {
       const ended = yield* client.ended.pipe(Effect.timeout(5_000))
       assert.include(ended.reason, `${SwitchToEcho.name} was interrupted before its answer`)
       const error = yield* Effect.flip(client.dispatcher.callRemote(Sum, { a: 1n, b: 1n }))
-      assert.include(["ConnectionLost", "ProtocolSwitched"], error._tag)
+      assert.include(["AmpConnectionLost", "ProtocolSwitched"], error._tag)
     }), 10_000)
 
   it.live("while a switch is pending, incoming commands are still dispatched, but their answers are dropped", () =>

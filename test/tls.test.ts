@@ -234,23 +234,23 @@ describe("rejections and failures", () => {
       )
       // TLS 1.3: the client may only learn it after its handshake; either way no call gets through
       const refused = yield* Effect.flip(foreign.amp.callRemote(WhoAmI, {}))
-      assert.include(["ConnectionLost", "TlsError"], refused._tag)
+      assert.include(["AmpConnectionLost", "AmpTlsError"], refused._tag)
       const anonymous = yield* tlsPair(serverTls({ requestClientCert: true }))
       yield* anonymous.pair.client.startTLS(clientTls())
       assert.isTrue((yield* anonymous.amp.callRemote(WhoAmI, {})).tls)
     }), 15_000)
 
-  it.live("wrong CA: TlsError, the connection ends, outstanding calls fail with ConnectionLost", () =>
+  it.live("wrong CA: AmpTlsError, the connection ends, outstanding calls fail with AmpConnectionLost", () =>
     Effect.gen(function*() {
       const { amp, observed, pair } = yield* tlsPair()
       const waiting = yield* Effect.forkChild(amp.callRemote(WaitForever, {}))
       yield* eventually("the handler started", Effect.map(Ref.get(observed.waitStarted), (n) => n === 1))
       const error = yield* Effect.flip(pair.client.startTLS({ ca: pem(certs.otherCa) }))
-      assert.strictEqual(error._tag, "TlsError")
+      assert.strictEqual(error._tag, "AmpTlsError")
       const end = yield* pair.client.ended.pipe(Effect.timeout(5_000))
-      assert.strictEqual((end.cause as { _tag?: string })?._tag, "TlsError")
-      assert.strictEqual((yield* Effect.flip(Fiber.join(waiting)).pipe(Effect.timeout(5_000)))._tag, "ConnectionLost")
-      assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))._tag, "ConnectionLost")
+      assert.strictEqual((end.cause as { _tag?: string })?._tag, "AmpTlsError")
+      assert.strictEqual((yield* Effect.flip(Fiber.join(waiting)).pipe(Effect.timeout(5_000)))._tag, "AmpConnectionLost")
+      assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 1n })))._tag, "AmpConnectionLost")
       // the server side ends too
       yield* eventually("the server side ended", Effect.map(pair.serverConnections, (n) => n === 0))
     }), 15_000)
@@ -271,14 +271,14 @@ describe("rejections and failures", () => {
       )
       // TLS 1.3: the client may finish its handshake before the server's verdict arrives
       if (result._tag === "Success") {
-        assert.strictEqual((yield* Effect.flip(amp.callRemote(WhoAmI, {})))._tag, "ConnectionLost")
+        assert.strictEqual((yield* Effect.flip(amp.callRemote(WhoAmI, {})))._tag, "AmpConnectionLost")
       }
       const end = yield* pair.client.ended.pipe(Effect.timeout(5_000))
       assert.match(end.reason, /TLS/)
       yield* pair.shutdownServer().pipe(Effect.timeout(3_000))
     }), 15_000)
 
-  it.live("missing client certificate: the next call fails with ConnectionLost mentioning TLS", () =>
+  it.live("missing client certificate: the next call fails with AmpConnectionLost mentioning TLS", () =>
     Effect.gen(function*() {
       const { amp, pair } = yield* tlsPair(serverTls({ requireClientCert: true }))
       const failed = yield* pair.client.startTLS(clientTls()).pipe(
@@ -286,15 +286,15 @@ describe("rejections and failures", () => {
         Effect.catch((error) => Effect.succeed(error))
       )
       // TLS 1.3: the client's handshake completes and it learns of the rejection afterwards; if the
-      // server's verdict comes first, the handshake itself fails with TlsError
-      if (failed !== undefined) assert.strictEqual(failed._tag, "TlsError")
+      // server's verdict comes first, the handshake itself fails with AmpTlsError
+      if (failed !== undefined) assert.strictEqual(failed._tag, "AmpTlsError")
       const error = yield* Effect.flip(amp.callRemote(WhoAmI, {}))
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       assert.match((error as { reason: string }).reason, /TLS|certificate/)
       yield* pair.shutdownServer().pipe(Effect.timeout(3_000))
     }), 15_000)
 
-  it.live("the peer closing mid-handshake: TlsError, the connection ends, calls fail", () =>
+  it.live("the peer closing mid-handshake: AmpTlsError, the connection ends, calls fail", () =>
     Effect.gen(function*() {
       const { client, peer } = yield* clientToRawPeer()
       const waiting = yield* Effect.forkChild(client.dispatcher.callRemote(WaitForever, {}))
@@ -309,19 +309,19 @@ describe("rejections and failures", () => {
       assert.strictEqual(peer.received()[start], 0x16)
       yield* peer.destroy
       const error = yield* Effect.flip(Fiber.join(starting)).pipe(Effect.timeout(5_000))
-      assert.strictEqual(error._tag, "TlsError")
+      assert.strictEqual(error._tag, "AmpTlsError")
       yield* client.ended.pipe(Effect.timeout(5_000))
-      assert.strictEqual((yield* Effect.flip(Fiber.join(waiting)).pipe(Effect.timeout(5_000)))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(Fiber.join(waiting)).pipe(Effect.timeout(5_000)))._tag, "AmpConnectionLost")
     }), 15_000)
 
-  it.live("garbage instead of a ClientHello: the server ends that connection with TlsError and serves others", () =>
+  it.live("garbage instead of a ClientHello: the server ends that connection with AmpTlsError and serves others", () =>
     Effect.gen(function*() {
       const { accept, port } = yield* acceptConnections(serverHandlers(yield* makeObserved), { tls: serverTls() })
       const raw = yield* rawConnect(port)
       const server = yield* accept
       yield* raw.write(Box.make({ _command: "StartTLS", _ask: "1" }), new TextEncoder().encode("this is not TLS at all\r\n\r\n"))
       const end = yield* server.ended.pipe(Effect.timeout(5_000))
-      assert.strictEqual((end.cause as { _tag?: string })?._tag, "TlsError")
+      assert.strictEqual((end.cause as { _tag?: string })?._tag, "AmpTlsError")
       yield* raw.waitClosed()
       // the plain answer went out before TLS started
       assert.strictEqual(text(raw.boxes()[0]?.get("_answer")), "1")
@@ -382,7 +382,7 @@ describe("hostname check", () => {
     Effect.gen(function*() {
       const { pair } = yield* tlsPair(temporaryServer())
       const error = yield* Effect.flip(pair.client.startTLS({ ca: temporary.cert }))
-      assert.strictEqual(error._tag, "TlsError")
+      assert.strictEqual(error._tag, "AmpTlsError")
       assert.match(error.message, /altnames|IP|host|name/i)
     }), 15_000)
 
@@ -398,7 +398,7 @@ describe("hostname check", () => {
     Effect.gen(function*() {
       const { pair } = yield* tlsPair(temporaryServer())
       const error = yield* Effect.flip(pair.client.startTLS({ ca: pem(certs.ca), checkHostname: false }))
-      assert.strictEqual(error._tag, "TlsError")
+      assert.strictEqual(error._tag, "AmpTlsError")
     }), 15_000)
 })
 
@@ -412,7 +412,7 @@ describe("interrupted StartTLS", () => {
       assert.strictEqual(timedOut._tag, "TimeoutError")
       yield* peer.waitForBoxes((boxes) => boxes.length === 1)
       const call = yield* Effect.forkChild(client.dispatcher.callRemote(Sum, { a: 1n, b: 1n }))
-      // either the call goes out (the connection is still usable) or it fails with ConnectionLost
+      // either the call goes out (the connection is still usable) or it fails with AmpConnectionLost
       const deadline = Date.now() + 1_000
       while (peer.boxes().length < 2 && call.pollUnsafe() === undefined && Date.now() < deadline) {
         yield* Effect.sleep(5)

@@ -128,7 +128,7 @@ describe("AMPTests", () => {
       const end = yield* pair.client.ended.pipe(Effect.timeout(5_000))
       assert.isFalse(end.local, "the server closed it")
       const later = yield* Effect.flip(amp.callRemote(Hello, { hello: "world" }))
-      assert.strictEqual(later._tag, "ConnectionLost")
+      assert.strictEqual(later._tag, "AmpConnectionLost")
       yield* eventually("server side ended", Effect.map(pair.serverConnections, (n) => n === 0))
     }), 10_000)
 
@@ -199,7 +199,7 @@ describe("AMPTests", () => {
       // while and after switching, AMP traffic is refused (test_trafficAfterSwitch's sendHello)
       assert.strictEqual((yield* Effect.flip(amp.callRemote(Sum, { a: 1n, b: 2n })))._tag, "ProtocolSwitched")
       const lost = yield* Effect.flip(Fiber.join(pending)).pipe(Effect.timeout(5_000))
-      assert.isTrue(lost._tag === "ConnectionLost" || lost._tag === "ProtocolSwitched", lost._tag)
+      assert.isTrue(lost._tag === "AmpConnectionLost" || lost._tag === "ProtocolSwitched", lost._tag)
       const io = yield* openSwitched(switched.socket)
       yield* io.write("Success!")
       yield* io.waitFor("Success!")
@@ -394,13 +394,13 @@ describe("RemoteAmpErrorTests", () => {
 
 // -------------------------------------------------------------------------------------------------
 describe("CommandTests", () => {
-  it.live("test_extraArgumentsDisallowed: an undeclared argument key fails with ArgumentError; nothing is sent", () =>
+  it.live("test_extraArgumentsDisallowed: an undeclared argument key fails with AmpArgumentError; nothing is sent", () =>
     Effect.gen(function*() {
       const { client, peer } = yield* clientToRawPeer()
       const bogus = { hello: "hello", bogusArgument: 1 } as unknown as Command.Arguments<typeof Hello>
       const error = yield* Effect.flip(client.dispatcher.callRemote(Hello, bogus))
-      assert.strictEqual(error._tag, "ArgumentError")
-      if (error._tag !== "ArgumentError") return
+      assert.strictEqual(error._tag, "AmpArgumentError")
+      if (error._tag !== "AmpArgumentError") return
       assert.strictEqual(error.side, "arguments")
       assert.strictEqual(error.key, "bogusArgument")
       assert.match(error.message, /Hello: cannot encode argument 'bogusArgument': not a declared argument \(declared: hello, from, dashed-name\)/)

@@ -166,12 +166,12 @@ describe("WebSocket", () => {
       assert.isAtLeast(peer.messages() - before, 2)
     }).pipe(Effect.scoped), 20_000)
 
-  it.live("startTLS fails with a TlsError that says to use wss:, and the connection stays usable", () =>
+  it.live("startTLS fails with a AmpTlsError that says to use wss:, and the connection stays usable", () =>
     Effect.gen(function*() {
       const { server } = yield* serve({ tls: { key: "k", cert: "c" } })
       const client = yield* connectWith(Socket.layerWebSocketConstructorGlobal, server.url)
       const error = yield* Effect.flip(client.startTLS())
-      assert.strictEqual(error._tag, "TlsError")
+      assert.strictEqual(error._tag, "AmpTlsError")
       assert.include(error.message, "wss:")
       assert.include(error.message, "StartTLS is not possible over a WebSocket")
       assert.strictEqual((yield* client.dispatcher.callRemote(Sum, { a: 1n, b: 2n })).total, 3n)
@@ -195,7 +195,7 @@ describe("WebSocket", () => {
       assert.strictEqual(text(boxes[1]!, "total"), "4")
     }).pipe(Effect.scoped), 20_000)
 
-  it.live("the server closing fails outstanding calls with ConnectionLost, and the client ends", () =>
+  it.live("the server closing fails outstanding calls with AmpConnectionLost, and the client ends", () =>
     Effect.gen(function*() {
       const { server, observed } = yield* serve()
       const client = yield* connectWith(Socket.layerWebSocketConstructorGlobal, server.url)
@@ -203,10 +203,10 @@ describe("WebSocket", () => {
       yield* eventually("the handler started", Effect.map(Ref.get(observed.waitStarted), (n) => n === 1))
       yield* server.shutdown()
       const error = yield* Fiber.join(call)
-      assert.strictEqual(error._tag, "ConnectionLost")
+      assert.strictEqual(error._tag, "AmpConnectionLost")
       const end = yield* client.ended.pipe(Effect.timeout(5_000))
       assert.isFalse(end.local)
-      assert.strictEqual((yield* Effect.flip(client.dispatcher.callRemote(Sum, { a: 1n, b: 2n })))._tag, "ConnectionLost")
+      assert.strictEqual((yield* Effect.flip(client.dispatcher.callRemote(Sum, { a: 1n, b: 2n })))._tag, "AmpConnectionLost")
       yield* eventually("server connections 0", Effect.map(server.connections, (n) => n === 0))
     }).pipe(Effect.scoped), 20_000)
 
@@ -309,7 +309,7 @@ describe("WebSocket", () => {
       const context = `\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`
       assert.strictEqual(result.code, 0, context)
       const lines = result.stdout.trim().split("\n")
-      assert.deepStrictEqual(lines.slice(0, 4), ["Sum: 42", "CallBack: 30", "Echo: same bytes", "StartTLS: TlsError"], context)
+      assert.deepStrictEqual(lines.slice(0, 4), ["Sum: 42", "CallBack: 30", "Echo: same bytes", "StartTLS: AmpTlsError"], context)
       // what a bundler would have to stub for a browser build (imported, never used on this path)
       const stubbed = lines[4]!.replace("stubbed: ", "").split(",")
       assert.includeMembers(stubbed, ["node:tls", "node:net"], context)

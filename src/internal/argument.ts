@@ -9,7 +9,7 @@ import type { Box } from "../Box.ts"
 
 /**
  * Thrown (not returned) by fast codecs when a value cannot be encoded or decoded. Cheap to create; the
- * command layer turns it into a typed `ArgumentError` naming the key.
+ * command layer turns it into a typed `AmpArgumentError` naming the key.
  */
 export class CodecFailure {
   readonly reason: string

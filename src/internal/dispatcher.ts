@@ -12,7 +12,7 @@
  * @internal
  */
 import { Cause, Context, Deferred, Effect, Exit, FiberSet, Ref, Scope, Semaphore } from "effect"
-import { ConnectionLost, ProtocolError, ProtocolSwitched, type UnknownRemoteError } from "../AmpError.ts"
+import { AmpConnectionLost, AmpProtocolError, ProtocolSwitched, type UnknownRemoteError } from "../AmpError.ts"
 import { type Box, type InvalidKey, type InvalidValue, POOLED_MIN_LENGTH, type TooLong } from "../Box.ts"
 import * as Command from "../Command.ts"
 import { ConnectionInfo } from "../ConnectionInfo.ts"
@@ -42,7 +42,7 @@ export interface Outbox {
   readonly send: (
     box: Box,
     hold?: Hold
-  ) => Effect.Effect<void, TooLong | InvalidKey | InvalidValue | ConnectionLost | ProtocolSwitched>
+  ) => Effect.Effect<void, TooLong | InvalidKey | InvalidValue | AmpConnectionLost | ProtocolSwitched>
   /** Ends the connection; `graceful`: what is queued is written first (Twisted's `loseConnection`). */
   readonly close: (reason: string, graceful: boolean, cause?: unknown) => Effect.Effect<void>
 }
@@ -87,8 +87,8 @@ export type Inner = (io: { readonly socket: Socket.Socket; readonly info: Snapsh
 export interface Engine {
   readonly service: Dispatcher["Service"]
   /** Handles one incoming box; waits only while the command queue is full. */
-  readonly receive: (box: Box) => Effect.Effect<Step | undefined, ProtocolError>
-  /** Fails every outstanding call with `ConnectionLost(reason)`; later calls fail at once. */
+  readonly receive: (box: Box) => Effect.Effect<Step | undefined, AmpProtocolError>
+  /** Fails every outstanding call with `AmpConnectionLost(reason)`; later calls fail at once. */
   readonly failAll: (reason: string) => Effect.Effect<void>
   /** After a protocol switch: outstanding and later calls fail with `ProtocolSwitched`. */
   readonly markSwitched: Effect.Effect<void>
@@ -105,7 +105,7 @@ export interface Engine {
 }
 
 interface Pending {
-  readonly deferred: Deferred.Deferred<Box, ConnectionLost | ProtocolSwitched>
+  readonly deferred: Deferred.Deferred<Box, AmpConnectionLost | ProtocolSwitched>
   readonly transition: Transition | undefined
 }
 
@@ -145,12 +145,12 @@ export const make = Effect.fnUntraced(function*(
       if (found !== undefined) calls.delete(tag)
       return [found, calls]
     })
-  const failEvery = (error: ConnectionLost | ProtocolSwitched) =>
+  const failEvery = (error: AmpConnectionLost | ProtocolSwitched) =>
     Ref.modify(outstanding, (calls) => [[...calls.values()], new Map<string, Pending>()] as const).pipe(
       Effect.flatMap((all) => Effect.sync(() => all.forEach((p) => Deferred.doneUnsafe(p.deferred, Exit.fail(error)))))
     )
 
-  let over: ConnectionLost | ProtocolSwitched | undefined
+  let over: AmpConnectionLost | ProtocolSwitched | undefined
   let counter = 0
   const nextTag = (): string => (++counter).toString(16)
   const callSlots = options?.maxOutstandingCalls !== undefined ? yield* Semaphore.make(options.maxOutstandingCalls) : undefined
@@ -179,7 +179,7 @@ export const make = Effect.fnUntraced(function*(
       if (over !== undefined) return Effect.fail(over)
       const tag = nextTag()
       box.set(Command.ASK, fromLatin1(tag))
-      const deferred = Deferred.makeUnsafe<Box, ConnectionLost | ProtocolSwitched>()
+      const deferred = Deferred.makeUnsafe<Box, AmpConnectionLost | ProtocolSwitched>()
       let sent = false
       return Ref.update(outstanding, (calls) => calls.set(tag, { deferred, transition })).pipe(
         Effect.andThen(outbox.send(box, transition?.hold)),
@@ -267,18 +267,18 @@ export const make = Effect.fnUntraced(function*(
 
   // --- answers -------------------------------------------------------------------------------------
 
-  const complete = (key: string, box: Box): Effect.Effect<Step | undefined, ProtocolError> => {
+  const complete = (key: string, box: Box): Effect.Effect<Step | undefined, AmpProtocolError> => {
     const tagValue = box.get(key)!
     const tag = latin1(tagValue, 0, tagValue.length)
     const malformed = key === Command.ERROR && (!box.has(Command.ERROR_CODE) || !box.has(Command.ERROR_DESCRIPTION))
-    return Effect.flatMap(Ref.get(outstanding), (calls): Effect.Effect<Step | undefined, ProtocolError> => {
+    return Effect.flatMap(Ref.get(outstanding), (calls): Effect.Effect<Step | undefined, AmpProtocolError> => {
       const found = calls.get(tag)
       if (found === undefined) {
         if (abandoned.delete(tag)) return Effect.void as Effect.Effect<undefined> // late answer to a call given up
-        return Effect.fail(new ProtocolError({ reason: `${key} for unknown tag ${pyBytesRepr(tagValue)}` }))
+        return Effect.fail(new AmpProtocolError({ reason: `${key} for unknown tag ${pyBytesRepr(tagValue)}` }))
       }
       // a malformed error box ends the connection: the call stays outstanding and fails with it
-      if (malformed) return Effect.fail(new ProtocolError({ reason: "error box without _error_code or _error_description" }))
+      if (malformed) return Effect.fail(new AmpProtocolError({ reason: "error box without _error_code or _error_description" }))
       // the entry leaves the map only when it is completed: if the connection ends first (during a
       // transition), failAll still finds it
       const deliver = Effect.flatMap(take(tag), (taken) =>
@@ -506,20 +506,20 @@ export const make = Effect.fnUntraced(function*(
     return Effect.as(Deferred.await(room), undefined)
   }
 
-  const receive = (box: Box): Effect.Effect<Step | undefined, ProtocolError> => {
+  const receive = (box: Box): Effect.Effect<Step | undefined, AmpProtocolError> => {
     if (box.has(Command.ANSWER)) return complete(Command.ANSWER, box)
     if (box.has(Command.ERROR)) return complete(Command.ERROR, box)
     const name = box.get(Command.COMMAND)
     if (name !== undefined) return dispatchCommand(box, name)
     return Effect.fail(
-      new ProtocolError({ reason: `box with none of _command, _answer, _error (keys: ${[...box.keys()].join(", ")})` })
+      new AmpProtocolError({ reason: `box with none of _command, _answer, _error (keys: ${[...box.keys()].join(", ")})` })
     )
   }
 
   const failAll = (reason: string): Effect.Effect<void> =>
     Effect.suspend(() => {
-      over ??= new ConnectionLost({ reason })
-      return failEvery(new ConnectionLost({ reason }))
+      over ??= new AmpConnectionLost({ reason })
+      return failEvery(new AmpConnectionLost({ reason }))
     })
 
   yield* Scope.addFinalizer(
@@ -541,7 +541,7 @@ export const make = Effect.fnUntraced(function*(
     failAll,
     markSwitched: Effect.suspend(() => {
       over = new ProtocolSwitched({ reason: SWITCHED })
-      return failEvery(new ConnectionLost({ reason: "protocol switched" }))
+      return failEvery(new AmpConnectionLost({ reason: "protocol switched" }))
     }),
     awaitIdle: Effect.suspend(() => {
       if (running === 0 && head === waiting.length) return Effect.void

@@ -8,9 +8,9 @@
  */
 import { Cause, Deferred, Duration, Effect, Exit, Fiber, Scope } from "effect"
 import * as Socket from "effect/socket/Socket"
-import { ConnectionEnded, type ProtocolError, type Timeout } from "../AmpError.ts"
+import { ConnectionEnded, type AmpProtocolError, type AmpTimeout } from "../AmpError.ts"
 import type * as Box from "../Box.ts"
-import { TlsError } from "../StartTLS.ts"
+import { AmpTlsError } from "../StartTLS.ts"
 import type { Core, EndRequest, Mode, Step } from "./core.ts"
 import { destroy } from "./node.ts"
 
@@ -39,7 +39,7 @@ const socketErrorText = (error: Socket.SocketError): string => {
 const isCleanClose = (error: Socket.SocketError): boolean =>
   error.reason._tag === "SocketCloseError" && (error.reason as { code?: number }).code === 1000
 
-type ReadError = ProtocolError | Box.FramingError | Socket.SocketError | Timeout
+type ReadError = AmpProtocolError | Box.FramingError | Socket.SocketError | AmpTimeout
 
 /**
  * Turns the end of the read loop into an end request, logging what needs a log: protocol and framing
@@ -62,12 +62,12 @@ export const readerEnded = (core: Core, exit: Exit.Exit<Step, ReadError>): Effec
   }
   const error = failure.error
   switch (error._tag) {
-    case "Timeout":
+    case "AmpTimeout":
       return Effect.andThen(
         Effect.logInfo(`AMP: ${error.message}; closing the connection`),
         core.requestEnd("abort", new ConnectionEnded({ reason: error.message, local: true, cause: error }))
       )
-    case "ProtocolError":
+    case "AmpProtocolError":
       // Twisted: an exception out of dataReceived aborts without flushing
       return Effect.andThen(
         Effect.logWarning(`AMP: ${error.message}; closing the connection`),
@@ -82,7 +82,7 @@ export const readerEnded = (core: Core, exit: Exit.Exit<Step, ReadError>): Effec
     default: {
       const state = core.state.current
       if (state._tag === "Tls" && !state.confirmed) {
-        const tlsError = new TlsError({
+        const tlsError = new AmpTlsError({
           reason: `the peer closed the connection right after the handshake (it rejected our certificate?): ${socketErrorText(error)}`
         })
         return Effect.andThen(

@@ -97,11 +97,11 @@ export const callOutcome = (command: Command.Any, exit: Exit.Exit<unknown, unkno
       return typeof value.code === "string" ? value.code : "UNKNOWN"
     case "UnhandledCommand":
       return "UNHANDLED"
-    case "ConnectionLost":
+    case "AmpConnectionLost":
       return "connection_lost"
     case "ProtocolSwitched":
       return "protocol_switched"
-    case "ArgumentError":
+    case "AmpArgumentError":
       return "argument_error"
     case "TooLong":
       return "too_long"

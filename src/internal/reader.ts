@@ -6,8 +6,8 @@
  */
 import { Duration, Effect, Stream } from "effect"
 import type * as Socket from "effect/socket/Socket"
-import type { ProtocolError } from "../AmpError.ts"
-import { Timeout } from "../AmpError.ts"
+import type { AmpProtocolError } from "../AmpError.ts"
+import { AmpTimeout } from "../AmpError.ts"
 import * as Box from "../Box.ts"
 import { concatBytes } from "./bytes.ts"
 import type { Core, Step } from "./core.ts"
@@ -42,7 +42,7 @@ export const run = (
   decoderOf: () => Box.Decoder,
   runStep: RunStep,
   options: ReaderOptions
-): Effect.Effect<Step, ProtocolError | Box.FramingError | Socket.SocketError | Timeout> => {
+): Effect.Effect<Step, AmpProtocolError | Box.FramingError | Socket.SocketError | AmpTimeout> => {
   // until the first complete box arrives (again after StartTLS), `firstBoxTimeout` applies
   let awaitingFirstBox = options.firstBoxTimeout !== undefined
   let lastPhase = core.phase
@@ -50,7 +50,7 @@ export const run = (
   // but not yet parsed can be given to the next phase.
   let pulled: Array<Uint8Array> = []
 
-  const pull = (): Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError | Timeout> => {
+  const pull = (): Effect.Effect<ReadonlyArray<Uint8Array | string>, Socket.SocketError | AmpTimeout> => {
     const phase = core.phase!
     if (phase !== lastPhase) {
       lastPhase = phase
@@ -61,10 +61,10 @@ export const run = (
     const what = awaitingFirstBox ? "no complete box" : "nothing received"
     return Effect.timeoutOrElse(phase.pull, {
       duration: limit,
-      orElse: () => Effect.fail(new Timeout({ reason: `${what} within ${Duration.format(Duration.fromInputUnsafe(limit))}` }))
+      orElse: () => Effect.fail(new AmpTimeout({ reason: `${what} within ${Duration.format(Duration.fromInputUnsafe(limit))}` }))
     })
   }
-  const nextChunk: Effect.Effect<readonly [Uint8Array], Socket.SocketError | Timeout> = Effect.suspend(() => {
+  const nextChunk: Effect.Effect<readonly [Uint8Array], Socket.SocketError | AmpTimeout> = Effect.suspend(() => {
     if (pulled.length > 0) return Effect.succeed([pulled.shift()!] as const)
     return Effect.map(pull(), (chunks) => {
       const state = core.state.current
@@ -74,7 +74,7 @@ export const run = (
     })
   })
 
-  const processBatch = (batch: Batch): Effect.Effect<Step, ProtocolError | Box.FramingError> => {
+  const processBatch = (batch: Batch): Effect.Effect<Step, AmpProtocolError | Box.FramingError> => {
     const { boxes, ends, bytes, error } = batch
     const n = boxes.length
     let i = 0
@@ -83,7 +83,7 @@ export const run = (
       pulled = []
       return rest
     }
-    const next: Effect.Effect<Step, ProtocolError | Box.FramingError> = Effect.suspend(() => {
+    const next: Effect.Effect<Step, AmpProtocolError | Box.FramingError> = Effect.suspend(() => {
       if (i >= n) return error ? Effect.fail(error) : Effect.succeed("continue" as const)
       const index = i++
       return Effect.flatMap(core.engine.receive(boxes[index]!), (step) =>
