@@ -9,7 +9,8 @@
  *       prints `LISTENING <port>`, then serves until SIGTERM/SIGINT
  *   node bench/plain/rpc.ts client --connect 127.0.0.1:PORT --mode sequential|pipelined
  *                                  [--outstanding N] [--seconds S] [--warmup S] [--workload sum|text]
- *       prints {"calls": n, "seconds": s, "rate": r, "errors": e}; every answer is checked
+ *       prints {"calls": n, "seconds": s, "rate": r, "errors": e, "p50ms": x, "p99ms": y}; every answer is
+ *       checked; p50/p99 are the latencies of the counted calls (issue to answer, in milliseconds)
  *
  * `sequential`: one call at a time (send, wait for the answer, send the next).
  * `pipelined`: N calls kept in flight (N workers, each sending its next call when its answer arrives).
@@ -18,6 +19,7 @@
  * (61440 bytes) and checks that every answer is 61440.
  */
 import * as Net from "node:net"
+import { Latencies } from "../latencies.ts"
 import { PlainParser, type PlainBox, serialize } from "./codec.ts"
 
 const enc = (s: string): Buffer => Buffer.from(s, "latin1")
@@ -233,9 +235,11 @@ const runClient = async (options: {
   let calls = 0
   let errors = 0
   let n = 0
+  const latencies = new Latencies()
   const drive = async (until: number, count: boolean): Promise<void> => {
     const worker = async () => {
       while (performance.now() < until && !client.closed) {
+        const t0 = performance.now()
         let ok: boolean
         if (options.workload === "text") ok = await client.text(largeText)
         else {
@@ -245,6 +249,7 @@ const runClient = async (options: {
         }
         if (count) {
           calls++
+          latencies.add(performance.now() - t0)
           if (!ok) errors++
         } else if (!ok) errors++
       }
@@ -257,7 +262,7 @@ const runClient = async (options: {
   const seconds = (performance.now() - start) / 1000
   if (client.closed) errors++
   client.close()
-  process.stdout.write(JSON.stringify({ calls, seconds, rate: calls / seconds, errors }) + "\n")
+  process.stdout.write(JSON.stringify({ calls, seconds, rate: calls / seconds, errors, ...latencies.summary() }) + "\n")
   process.exitCode = errors === 0 ? 0 : 1
 }
 
