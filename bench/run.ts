@@ -22,13 +22,15 @@
  * module exporting a {@link Group} (see bench/codec.ts) and list it in `groups` below.
  */
 import { codec } from "./codec.ts"
+import { memory } from "./memory.ts"
 import { rpc } from "./rpc.ts"
 import { type Group, type GroupOptions, jsonOf, type Result, type Spread } from "./support.ts"
 
 /** Every benchmark group, in run order. */
 const groups: ReadonlyArray<Group> = [
   codec,
-  rpc
+  rpc,
+  memory
 ]
 
 interface Args {
