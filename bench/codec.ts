@@ -2,7 +2,8 @@
  * Codec benchmarks: parsing and serializing boxes, ours (src/Box.ts) against Twisted
  * (bench/twisted/codec_bench.py, a worker process asked for one timed run at a time) and a hand-written
  * plain-Node codec (bench/plain/codec.ts) on the same data. Each benchmark: a warm-up, then interleaved
- * rounds of 0.3 s (ours, Twisted, plain Node, ours, ...): 7 rounds, 3 with `--quick`.
+ * rounds of 0.3 s (ours, Twisted, plain Node, ours, ...): 7 rounds, 3 with `--quick`. Rates are boxes
+ * per CPU-second of the measuring process (see `runFor`), so a busy machine slows all three alike.
  *
  * Data:
  * - small: the `Sum` command box `{_ask: "1", _command: "Sum", a: "13", b: "81"}` (40 bytes on the wire);

@@ -10,6 +10,8 @@
  */
 import { Effect, Schema, Stream } from "effect"
 import { latin1, pyBytesRepr } from "./internal/bytes.ts"
+import * as Encoder from "./internal/encoder.ts"
+import { LazyBox, pendingText } from "./internal/lazyBox.ts"
 
 /**
  * A box: wire keys (latin1 strings) to raw values. Boxes decoded from the wire are `Map`s whose values
@@ -26,6 +28,7 @@ export const MAX_KEY_LENGTH = 0xff
 export const MAX_VALUE_LENGTH = 0xffff
 
 const textEncoder = new TextEncoder()
+const allocUninitialized = Encoder.allocUninitialized
 
 /**
  * Builds a box from a record or from entries. String values are UTF-8 encoded; keys are taken as given
@@ -118,97 +121,29 @@ const latin1ToBytes = (s: string): Uint8Array => {
   return out
 }
 
-/**
- * A byte array whose every byte the caller overwrites before anyone sees it. From 4 KiB up it skips the
- * zero fill (`Buffer.allocUnsafeSlow`, still a plain `Uint8Array` over its own exact-size buffer): fresh
- * 60 KiB arrays are the main cost of encoding large boxes and of decoding values split across chunks.
- */
-const allocUninitialized: (n: number) => Uint8Array = typeof globalThis.Buffer === "function"
-  ? (n) => (n < 4096 ? new Uint8Array(n) : new Uint8Array(globalThis.Buffer.allocUnsafeSlow(n).buffer, 0, n))
-  : (n) => new Uint8Array(n)
-
-/**
- * The box's entries sorted by key, into `keys`/`values` (insertion sort: boxes are small and often
- * already sorted; `<` on latin1 strings is the bytewise order Twisted sorts in). Returns the count.
- */
-const sortEntries = (box: Box, keys: Array<string>, values: Array<Uint8Array>): number => {
-  let count = 0
-  for (const [key, value] of box) {
-    let j = count
-    while (j > 0 && keys[j - 1]! > key) {
-      keys[j] = keys[j - 1]!
-      values[j] = values[j - 1]!
-      j--
-    }
-    keys[j] = key
-    values[j] = value
-    count++
+const toError = (fault: Encoder.Fault): TooLong | InvalidKey => {
+  switch (fault._tag) {
+    case "EmptyKey":
+      return new InvalidKey({ key: fault.key, reason: "empty keys end a box on the wire" })
+    case "KeyTooLong":
+      return new TooLong({ isKey: true, isLocal: true, length: fault.n })
+    case "KeyNotLatin1":
+      return new InvalidKey({ key: fault.key, reason: `character ${fault.n} is above U+00FF; keys are bytes (latin1)` })
+    case "ValueTooLong":
+      return new TooLong({ isKey: false, isLocal: true, keyName: fault.key, length: fault.n })
   }
-  return count
 }
 
 /**
- * The exact number of bytes `box` takes on the wire, or a typed error if it cannot be framed.
+ * The exact number of bytes `box` takes on the wire, or a typed error if it cannot be framed. A text
+ * value over 65535 bytes (see {@link Outgoing}) reports `length: -1` (not measured).
  *
  * @since 0.1.0
  * @category encoding
  */
 export const encodedLength = (box: Box): number | TooLong | InvalidKey => {
-  let size = 2
-  for (const [key, value] of box) {
-    const k = key.length
-    if (k === 0) return new InvalidKey({ key, reason: "empty keys end a box on the wire" })
-    if (k > MAX_KEY_LENGTH) return new TooLong({ isKey: true, isLocal: true, length: k })
-    for (let i = 0; i < k; i++) {
-      if (key.charCodeAt(i) > 0xff) {
-        return new InvalidKey({ key, reason: `character ${i} is above U+00FF; keys are bytes (latin1)` })
-      }
-    }
-    if (value.length > MAX_VALUE_LENGTH) {
-      return new TooLong({ isKey: false, isLocal: true, keyName: key, length: value.length })
-    }
-    size += 4 + k + value.length
-  }
-  return size
-}
-
-/** Writes an entry's key-length prefix, key and value-length prefix at `pos`; returns where the value goes. */
-const writeEntryHeader = (out: Uint8Array, pos: number, key: string, valueLength: number): number => {
-  const k = key.length
-  out[pos] = 0
-  out[pos + 1] = k
-  pos += 2
-  for (let i = 0; i < k; i++) out[pos + i] = key.charCodeAt(i)
-  pos += k
-  out[pos] = valueLength >>> 8
-  out[pos + 1] = valueLength & 0xff
-  return pos + 2
-}
-
-const writeBox = (box: Box, out: Uint8Array, pos: number): number => {
-  const keys: Array<string> = []
-  const values: Array<Uint8Array> = []
-  const count = sortEntries(box, keys, values)
-  for (let e = 0; e < count; e++) {
-    const value = values[e]!
-    const v = value.length
-    pos = writeEntryHeader(out, pos, keys[e]!, v)
-    if (v <= 16) for (let i = 0; i < v; i++) out[pos + i] = value[i]!
-    else out.set(value, pos)
-    pos += v
-  }
-  out[pos] = 0
-  out[pos + 1] = 0
-  return pos + 2
-}
-
-/**
- * Writes `box` into a fresh array of its `encodedLength` `n`. The array may be uninitialized, so a box
- * whose contents differ from what was measured (a custom map iterating differently twice) must not hand
- * out stale bytes.
- */
-const writeExactly = (box: Box, out: Uint8Array, pos: number, end: number): void => {
-  if (writeBox(box, out, pos) !== end) throw new Error("AMP box changed while it was being encoded")
+  const n = Encoder.measure(box)
+  return typeof n === "number" ? n : toError(n)
 }
 
 /**
@@ -219,81 +154,19 @@ const writeExactly = (box: Box, out: Uint8Array, pos: number, end: number): void
  * @since 0.1.0
  * @category encoding
  */
-export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => {
-  let total = 0
-  for (let i = 0; i < boxes.length; i++) {
-    const n = encodedLength(boxes[i]!)
-    if (typeof n !== "number") throw n
-    total += n
-  }
-  const out = allocUninitialized(total)
-  let pos = 0
-  for (let i = 0; i < boxes.length; i++) pos = writeBox(boxes[i]!, out, pos)
-  if (pos !== total) throw new Error("AMP box changed while it was being encoded")
-  return out
-}
-
-/** Values at least this long are referenced, not copied, by {@link encodeChunksUnsafe}. */
-const GATHER_MIN = 16 * 1024
+export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => Encoder.encodeAll(boxes, toError)
 
 /**
  * Serializes boxes like {@link encodeAllUnsafe}, but as a list of byte arrays whose concatenation is
  * that encoding, for a gather write (`Socket.Writer.writeAll`, `writev`): values of 16 KiB or more are
- * referenced, not copied, and everything between them is packed into one shared buffer. Without large
+ * referenced, not copied, and everything between them (including the text values of an
+ * {@link Outgoing} box, written as UTF-8 in place) is packed into one shared buffer. Without large byte
  * values the list has one element. The referenced values must not change until the write is done.
  *
  * @since 0.1.0
  * @category encoding
  */
-export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array> => {
-  let copied = 0
-  let large = 0
-  for (let i = 0; i < boxes.length; i++) {
-    const box = boxes[i]!
-    const n = encodedLength(box)
-    if (typeof n !== "number") throw n
-    copied += n
-    for (const value of box.values()) {
-      if (value.length >= GATHER_MIN) {
-        copied -= value.length
-        large++
-      }
-    }
-  }
-  const out = allocUninitialized(copied)
-  if (large === 0) {
-    let at = 0
-    for (let i = 0; i < boxes.length; i++) at = writeBox(boxes[i]!, out, at)
-    if (at !== copied) throw new Error("AMP box changed while it was being encoded")
-    return [out]
-  }
-  const chunks: Array<Uint8Array> = []
-  const keys: Array<string> = []
-  const values: Array<Uint8Array> = []
-  let pos = 0
-  let start = 0
-  for (let b = 0; b < boxes.length; b++) {
-    const count = sortEntries(boxes[b]!, keys, values)
-    for (let e = 0; e < count; e++) {
-      const value = values[e]!
-      const v = value.length
-      pos = writeEntryHeader(out, pos, keys[e]!, v)
-      if (v >= GATHER_MIN) {
-        chunks.push(new Uint8Array(out.buffer, out.byteOffset + start, pos - start), value)
-        start = pos
-      } else {
-        out.set(value, pos)
-        pos += v
-      }
-    }
-    out[pos] = 0
-    out[pos + 1] = 0
-    pos += 2
-  }
-  if (pos !== copied) throw new Error("AMP box changed while it was being encoded")
-  chunks.push(new Uint8Array(out.buffer, out.byteOffset + start, pos - start))
-  return chunks
-}
+export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array> => Encoder.encodeChunks(boxes, toError)
 
 /**
  * Serializes one box; throws `TooLong` / `InvalidKey`. See {@link encode}.
@@ -301,13 +174,7 @@ export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array>
  * @since 0.1.0
  * @category encoding
  */
-export const encodeUnsafe = (box: Box): Uint8Array => {
-  const n = encodedLength(box)
-  if (typeof n !== "number") throw n
-  const out = allocUninitialized(n)
-  writeExactly(box, out, 0, n)
-  return out
-}
+export const encodeUnsafe = (box: Box): Uint8Array => Encoder.encodeOne(box, toError)
 
 /**
  * Serializes one box (Twisted's `AmpBox.serialize()`), failing with `TooLong` for a key over 255 bytes
@@ -326,18 +193,83 @@ export const encodeUnsafe = (box: Box): Uint8Array => {
  */
 export const encode = (box: Box): Effect.Effect<Uint8Array, TooLong | InvalidKey> =>
   Effect.suspend(() => {
-    const n = encodedLength(box)
-    if (typeof n !== "number") return Effect.fail(n)
-    const out = allocUninitialized(n)
-    writeExactly(box, out, 0, n)
-    return Effect.succeed(out)
+    const n = Encoder.measure(box)
+    if (typeof n !== "number") return Effect.fail(toError(n))
+    return Effect.succeed(Encoder.encodeOne(box, toError))
   })
+
+/**
+ * A box being built for sending whose text values are kept as strings and written as UTF-8 straight
+ * into the outgoing buffer when the box is encoded (no buffer per value). Reading a text value as bytes
+ * (`get`, iteration, copying the map) encodes it then, once, so it is an ordinary box to every reader.
+ * The command layer uses it for long `Unicode` arguments and answers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Outgoing extends Map<string, Uint8Array> {
+  /**
+   * Sets `key` to the UTF-8 encoding of `text`, measured now and written when the box is encoded.
+   * `text` must be well-formed UTF-16 (no lone surrogate; check with `String.prototype.isWellFormed`):
+   * otherwise throws a `TypeError`. Longer than 65535 bytes: encoding the box fails with `TooLong`.
+   */
+  readonly setText: (key: string, text: string) => Outgoing
+}
+
+/**
+ * An empty {@link Outgoing} box.
+ *
+ * @example
+ * ```ts
+ * import { Box } from "effect-amp"
+ * const box = Box.makeOutgoing().setText("text", "x".repeat(60_000))
+ * const bytes = Box.encodeUnsafe(box) // the text is encoded straight into `bytes`
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeOutgoing = (): Outgoing => {
+  const box = new LazyBox() as LazyBox & { setText: Outgoing["setText"] }
+  box.setText = (key, text) => {
+    if (!text.isWellFormed()) throw new TypeError(`text for ${JSON.stringify(key)} has a lone surrogate`)
+    return box.setPending(key, pendingText(text)) as unknown as Outgoing
+  }
+  return box as unknown as Outgoing
+}
+
+/**
+ * The pieces of a value that arrived split across reads and has not been assembled (a decoder made
+ * with `pieces: true`), or undefined. Reading the value with `box.get(key)` assembles it; this reads
+ * the pieces instead, e.g. to decode text straight from them. The pieces are views of the received
+ * chunks: do not change them.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const pieces = (box: Box, key: string): ReadonlyArray<Uint8Array> | undefined => {
+  if (!(box instanceof LazyBox)) return undefined
+  const pending = box.pendingOf(key)
+  return pending?._tag === "Pieces" ? pending.pieces : undefined
+}
+
+/**
+ * The value of `key` if it is bytes already: undefined for a missing key, a text value of an
+ * {@link Outgoing} box, or a split value not yet assembled (see {@link pieces}). Unlike `box.get`, it
+ * never encodes or assembles anything (for recycling values after decoding, for instance).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const bytesIfPresent = (box: Box, key: string): Uint8Array | undefined =>
+  box instanceof LazyBox && box.pendingOf(key) !== undefined ? undefined : box.get(key)
 
 // decoder states
 const KeyLength = 0
 const Key = 1
 const ValueLength = 2
 const Value = 3
+const Pieces = 4
 
 // Keys repeat (`_ask`, `_command`, argument names), so the decoder reuses the string it made last time
 // for the same short key bytes: no new string per key, and Maps reuse the string's cached hash. A small
@@ -494,8 +426,20 @@ export const makeDecoder = (options?: {
    * `pool.release(value)`). Without a pool each gets a fresh buffer.
    */
   readonly pool?: ValuePool | undefined
+  /**
+   * Keep a value of 4 KiB or more that spans chunks as its pieces (views of the chunks, no copy)
+   * instead of assembling it: the box is then one where `box.get(key)` assembles it on first use (in a
+   * buffer from `pool` if given) and {@link pieces} reads the pieces, e.g. to decode text straight from
+   * them. Default false.
+   */
+  readonly pieces?: boolean | undefined
 }): Decoder => {
   const pool = options?.pool
+  const keepPieces = options?.pieces === true
+  const alloc = pool !== undefined ? pool.take : allocUninitialized
+  // a split value kept as pieces: the views so far and the bytes still missing
+  let pieceList: Array<Uint8Array> | undefined
+  let pieceMissing = 0
   let state: number = KeyLength
   let consumed = 0
   let failed: FramingError | undefined
@@ -560,11 +504,37 @@ export const makeDecoder = (options?: {
               box!.set(key, new Uint8Array(chunk.buffer, chunk.byteOffset + i, len))
               i += len
               state = KeyLength
+            } else if (keepPieces && len >= POOLED_MIN) {
+              pieceList = [new Uint8Array(chunk.buffer, chunk.byteOffset + i, n - i)]
+              pieceMissing = len - (n - i)
+              i = n
+              state = Pieces
             } else {
               partial = pool !== undefined && len >= POOLED_MIN ? pool.take(len) : allocUninitialized(len)
               partialFill = 0
               state = Value
             }
+          }
+          break
+        }
+        case Pieces: {
+          const take = Math.min(pieceMissing, n - i)
+          pieceList!.push(new Uint8Array(chunk.buffer, chunk.byteOffset + i, take))
+          pieceMissing -= take
+          i += take
+          if (pieceMissing === 0) {
+            let length = 0
+            for (const piece of pieceList!) length += piece.length
+            let lazy: LazyBox
+            if (box instanceof LazyBox) lazy = box
+            else {
+              lazy = new LazyBox()
+              for (const [k, v] of box!) lazy.set(k, v)
+              box = lazy
+            }
+            lazy.setPending(key, { _tag: "Pieces", pieces: pieceList!, length, alloc })
+            pieceList = undefined
+            state = KeyLength
           }
           break
         }
