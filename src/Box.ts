@@ -458,6 +458,29 @@ export const makeDecoder = (options?: {
     const n = chunk.length
     let i = 0
     while (i < n) {
+      if (state === KeyLength && half < 0) {
+        // fast path: entries whole inside this chunk, no state kept between them
+        while (i + 2 <= n) {
+          const k = (chunk[i]! << 8) | chunk[i + 1]!
+          if (k === 0) {
+            out.push(box ?? new Map())
+            box = undefined
+            i += 2
+            boxStart = consumed + i
+            if (ends !== undefined) ends.push(i)
+            continue
+          }
+          const at = i + 2 + k
+          if (k > MAX_KEY_LENGTH || at + 2 > n) break
+          const v = (chunk[at]! << 8) | chunk[at + 1]!
+          if (at + 2 + v > n) break
+          if (box === undefined) box = new Map()
+          // a view, not a copy (and cheaper than `subarray`, which looks up a species constructor)
+          box.set(keyString(chunk, i + 2, k), new Uint8Array(chunk.buffer, chunk.byteOffset + at + 2, v))
+          i = at + 2 + v
+        }
+        if (i >= n) break
+      }
       switch (state) {
         case KeyLength:
         case ValueLength: {
