@@ -11,7 +11,7 @@
 import { Effect, Schema, Stream } from "effect"
 import { latin1, pyBytesRepr } from "./internal/bytes.ts"
 import * as Encoder from "./internal/encoder.ts"
-import { LazyBox, pendingText } from "./internal/lazyBox.ts"
+import { LazyBox, OutgoingBox } from "./internal/lazyBox.ts"
 
 /**
  * A box: wire keys (latin1 strings) to raw values. Boxes decoded from the wire are `Map`s whose values
@@ -213,7 +213,7 @@ export interface Outgoing extends Map<string, Uint8Array> {
    * `text` must be well-formed UTF-16 (no lone surrogate; check with `String.prototype.isWellFormed`):
    * otherwise throws a `TypeError`. Longer than 65535 bytes: encoding the box fails with `TooLong`.
    */
-  readonly setText: (key: string, text: string) => Outgoing
+  setText(key: string, text: string): this
 }
 
 /**
@@ -229,14 +229,7 @@ export interface Outgoing extends Map<string, Uint8Array> {
  * @since 0.1.0
  * @category constructors
  */
-export const makeOutgoing = (): Outgoing => {
-  const box = new LazyBox() as LazyBox & { setText: Outgoing["setText"] }
-  box.setText = (key, text) => {
-    if (!text.isWellFormed()) throw new TypeError(`text for ${JSON.stringify(key)} has a lone surrogate`)
-    return box.setPending(key, pendingText(text)) as unknown as Outgoing
-  }
-  return box as unknown as Outgoing
-}
+export const makeOutgoing = (): Outgoing => new OutgoingBox() as unknown as Outgoing
 
 /**
  * The pieces of a value that arrived split across reads and has not been assembled (a decoder made

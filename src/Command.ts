@@ -26,7 +26,7 @@
 import { Effect, Schema } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { ArgumentError, UnhandledCommand, UnknownRemoteError } from "./AmpError.ts"
-import type { Box } from "./Box.ts"
+import { type Box, makeOutgoing } from "./Box.ts"
 import { type AnyArgument, compileFields, FieldFailure, type FieldsCodec } from "./internal/argument.ts"
 import { utf8Encoder, utf8Replace } from "./internal/bytes.ts"
 
@@ -300,7 +300,8 @@ export const commandNameBytes = (command: Any): Uint8Array => {
  * @internal
  */
 export const encodeArgumentsUnsafe = (command: Any, args: Readonly<Record<string, unknown>>): Map<string, Uint8Array> => {
-  const box = new Map<string, Uint8Array>()
+  // long text arguments stay strings until the writer encodes them into its buffer
+  const box = command.compiled.arguments.hasText ? makeOutgoing() : new Map<string, Uint8Array>()
   try {
     command.compiled.arguments.encode(args, box)
   } catch (e) {

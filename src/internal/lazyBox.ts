@@ -129,5 +129,14 @@ export class LazyBox extends Map<string, Uint8Array> {
   }
 }
 
+/** A box being built for sending (`Box.makeOutgoing`): a {@link LazyBox} with `setText`. */
+export class OutgoingBox extends LazyBox {
+  /** Sets `key` to the UTF-8 of `text` (well-formed, else TypeError), written when the box is encoded. */
+  setText(key: string, text: string): this {
+    if (!text.isWellFormed()) throw new TypeError(`text for ${JSON.stringify(key)} has a lone surrogate`)
+    return this.setPending(key, pendingText(text))
+  }
+}
+
 /** Makes a pending text value; `length` is measured now (one UTF-8 pass into a scratch buffer). */
 export const pendingText = (text: string): PendingText => ({ _tag: "Text", text, length: utf8Length(text, 0xffff) })
