@@ -7,6 +7,9 @@
  *   rpc.pipelined.1000   `Sum` calls/s with 1000 calls outstanding
  *   rpc.large.pipelined  `Text` calls/s (60 KiB ASCII text in, its length out) with 16 calls outstanding
  *
+ *   <name>.cpu           the same runs as CPU time per call, client + server (µs): the process's own
+ *                        CPU time in the timed window, plus the server's from /proc/<pid>/stat. On a busy
+ *                        shared machine this moves much less than calls/s (which also measures waiting)
  *   rpc.latency.100.p50  latency (ms, issue to answer) of a `Sum` call with 100 outstanding: the median
  *   rpc.latency.100.p99  ... and the 99th percentile (both from rpc.pipelined.100's runs)
  *
@@ -56,7 +59,16 @@ const specs = [
   { name: "rpc.large.pipelined", mode: "pipelined", outstanding: 16, workload: "text" }
 ] as const
 
-const startServer = (impl: Implementation): Promise<{ port: number; stop: () => Promise<void> }> =>
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat (10 ms resolution). */
+const processCpuSeconds = (pid: number): number => {
+  const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  // fields[0] is field 3 (state): utime is field 14, stime field 15
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+}
+const CLOCK_TICKS = 100
+
+const startServer = (impl: Implementation): Promise<Server> =>
   new Promise((resolve, reject) => {
     const child = spawn(impl.command, [impl.script, "server", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] })
     let out = ""
@@ -73,6 +85,7 @@ const startServer = (impl: Implementation): Promise<{ port: number; stop: () => 
         clearTimeout(timer)
         resolve({
           port: Number(m[1]),
+          pid: child.pid!,
           stop: () =>
             new Promise<void>((done) => {
               if (child.exitCode !== null) return done()
@@ -94,11 +107,13 @@ interface ClientResult {
   readonly errors: number
   readonly p50ms: number | null
   readonly p99ms: number | null
+  /** CPU time of client + server per counted call in the timed window, µs (null if not reported). */
+  readonly cpuMicrosPerCall: number | null
 }
 
 const runClient = (
   impl: Implementation,
-  port: number,
+  server: Server,
   spec: (typeof specs)[number],
   seconds: number,
   warmup: number
@@ -108,7 +123,7 @@ const runClient = (
       impl.script,
       "client",
       "--connect",
-      `127.0.0.1:${port}`,
+      `127.0.0.1:${server.port}`,
       "--mode",
       spec.mode,
       "--outstanding",
@@ -123,18 +138,47 @@ const runClient = (
     let out = ""
     let err = ""
     const timer = setTimeout(() => child.kill("SIGKILL"), (seconds + warmup + 60) * 1000)
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d))
+    // the server's CPU time is sampled when the client announces its timed window and when it reports
+    let serverCpuStart: number | undefined
+    let serverCpu: number | undefined
+    child.stdout.setEncoding("utf8").on("data", (d: string) => {
+      out += d
+      try {
+        if (serverCpuStart === undefined && out.includes("WINDOW\n")) serverCpuStart = processCpuSeconds(server.pid)
+        if (serverCpuStart !== undefined && serverCpu === undefined && /\n\{.*\n/.test(out)) {
+          serverCpu = processCpuSeconds(server.pid) - serverCpuStart
+        }
+      } catch {
+        // the server is gone: the round fails below
+      }
+    })
     child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d))
     child.once("close", (code) => {
       clearTimeout(timer)
       const line = out.split("\n").find((l) => l.trim().startsWith("{"))
       if (code !== 0 || line === undefined) return reject(new Error(`${impl.name} client failed (${code}): ${err}`))
-      const parsed = JSON.parse(line) as { rate: number; errors: number; p50ms?: number | null; p99ms?: number | null }
-      resolve({ rate: parsed.rate, errors: parsed.errors, p50ms: parsed.p50ms ?? null, p99ms: parsed.p99ms ?? null })
+      const parsed = JSON.parse(line) as {
+        calls: number
+        rate: number
+        errors: number
+        cpuSeconds?: number
+        p50ms?: number | null
+        p99ms?: number | null
+      }
+      const cpuMicrosPerCall = parsed.cpuSeconds !== undefined && serverCpu !== undefined && parsed.calls > 0
+        ? ((parsed.cpuSeconds + serverCpu) * 1e6) / parsed.calls
+        : null
+      resolve({
+        rate: parsed.rate,
+        errors: parsed.errors,
+        p50ms: parsed.p50ms ?? null,
+        p99ms: parsed.p99ms ?? null,
+        cpuMicrosPerCall
+      })
     })
   })
 
-type Server = { port: number; stop: () => Promise<void> }
+type Server = { port: number; pid: number; stop: () => Promise<void> }
 
 /** Timed window of each client run (the same in full and quick mode). */
 const ROUND_SECONDS = 1.5
@@ -185,7 +229,7 @@ export const rpc: Group = {
           const server = servers.get(impl.name)
           if (server === null || server === undefined) return null
           try {
-            const result = await runClient(impl, server.port, spec, ROUND_SECONDS, WARMUP_SECONDS)
+            const result = await runClient(impl, server, spec, ROUND_SECONDS, WARMUP_SECONDS)
             check(result.errors === 0, `${impl.name} ${spec.name}: ${result.errors} wrong or failed answers`)
             into.push(result)
             return result.rate
@@ -202,6 +246,14 @@ export const rpc: Group = {
           plainNode: round(implementations[2]!, latency.plainNode)
         })
         if (options.selected(spec.name)) results.push(resultOf(spec.name, "calls/s", samples))
+        const cpuName = `${spec.name}.cpu`
+        const cpuOf = (xs: ReadonlyArray<ClientResult | null>) => xs.map((x) => x?.cpuMicrosPerCall ?? null)
+        const oursCpu = cpuOf(latency.ours).filter((x): x is number => x !== null)
+        if (options.selected(cpuName) && oursCpu.length > 0) {
+          results.push(
+            resultOf(cpuName, "µs CPU/call", { ours: oursCpu, twisted: cpuOf(latency.twisted), plainNode: cpuOf(latency.plainNode) }, true)
+          )
+        }
         if (spec.name === "rpc.pipelined.100") {
           for (const [name, key] of [["rpc.latency.100.p50", "p50ms"], ["rpc.latency.100.p99", "p99ms"]] as const) {
             if (!options.selected(name)) continue

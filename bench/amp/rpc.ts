@@ -8,8 +8,9 @@
  *       prints `LISTENING <port>`, then serves until SIGTERM/SIGINT
  *   node bench/amp/rpc.ts client --connect 127.0.0.1:PORT --mode sequential|pipelined
  *                                [--outstanding N] [--seconds S] [--warmup S] [--workload sum|text]
- *       prints {"calls": n, "seconds": s, "rate": r, "errors": e, "p50ms": x, "p99ms": y}; every answer is
- *       checked; p50/p99 are the latencies of the counted calls (issue to answer, in milliseconds)
+ *       prints `WINDOW` when the timed window starts, then {"calls": n, "seconds": s, "rate": r, "errors": e,
+ *       "cpuSeconds": c, "p50ms": x, "p99ms": y}; every answer is checked; p50/p99 are the latencies of the
+ *       counted calls (issue to answer, in milliseconds); cpuSeconds is this process's CPU time in the window
  *
  * `pipelined`: N fibers, each issuing its next call when its answer arrives (N calls in flight).
  * `--workload sum` (the default) calls `Sum`; `--workload text` calls `Text` with a 60 KiB ASCII text
@@ -111,10 +112,16 @@ const client = (options: {
       })
     if (options.warmup > 0) yield* drive(options.warmup)
     counting = true
+    process.stdout.write("WINDOW\n") // the harness samples the server's CPU time now and at the result line
+    const cpuStart = process.cpuUsage()
     const start = performance.now()
     yield* drive(options.seconds)
     const seconds = (performance.now() - start) / 1000
-    process.stdout.write(JSON.stringify({ calls, seconds, rate: calls / seconds, errors, ...latencies.summary() }) + "\n")
+    const cpu = process.cpuUsage(cpuStart)
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6
+    process.stdout.write(
+      JSON.stringify({ calls, seconds, rate: calls / seconds, errors, cpuSeconds, ...latencies.summary() }) + "\n"
+    )
   }).pipe(Effect.scoped, Effect.provide(Responders.empty))
 
 const [mode, ...rest] = process.argv.slice(2)

@@ -13,7 +13,8 @@
         20 sequential calls are always made first), calls are issued for S seconds (default 5), then the
         outstanding ones are awaited. Prints one JSON line {"calls": n, "seconds": s, "rate": r, "errors": e,
         "p50ms": x, "p99ms": y} (rate = calls / seconds, counting completed calls up to the last answer;
-        p50/p99 = latency of the counted calls, issue to answer) and exits 0 if e == 0.
+        p50/p99 = latency of the counted calls, issue to answer) and exits 0 if e == 0. Prints "WINDOW"
+        when the timed window starts; "cpuSeconds" is this process's CPU time in the window.
         --workload sum (the default) calls Sum; --workload text calls Text with a 60 KiB ASCII text
         (61440 bytes) and checks that every answer is 61440.
 """
@@ -167,13 +168,19 @@ def run_client(args):
                 if warm.errors:
                     raise RuntimeError("warm-up failed: %s" % warm.first_error)
             load = Load(proto, outstanding, args.seconds, args.workload)
+            # the harness samples the server's CPU time now and at the result line
+            sys.stdout.write("WINDOW\n")
+            sys.stdout.flush()
+            cpu_start = time.process_time()
             yield load.run()
+            cpu_seconds = time.process_time() - cpu_start
             seconds = load.end - load.start
             result.update(
                 calls=load.calls,
                 seconds=round(seconds, 6),
                 rate=round(load.calls / seconds, 1) if seconds > 0 else 0.0,
                 errors=load.errors,
+                cpuSeconds=round(cpu_seconds, 6),
             )
             lat = sorted(load.latencies)
             if lat:
