@@ -364,7 +364,7 @@ export const make = Effect.fnUntraced(function*(
   // the released phase's writer must not be used then (it would wait forever for a socket)
   let phaseLive = true
   const valuePool = options?.valuePool ?? sharedValuePool()
-  let decoder = Box.makeDecoder({ pool: valuePool })
+  let decoder = Box.makeDecoder({ pool: valuePool, pieces: true })
 
   const queue = yield* Queue.bounded<Box.Box | Hold, import("effect").Cause.Done>(options?.maxQueuedBoxes ?? 1024)
 
@@ -489,7 +489,7 @@ export const make = Effect.fnUntraced(function*(
         Effect.mapError((error) => new TlsError({ reason: `after the handshake: ${error.message}` }))
       )
       phaseLive = true
-      decoder = Box.makeDecoder({ pool: valuePool })
+      decoder = Box.makeDecoder({ pool: valuePool, pieces: true })
       awaitingFirstBox = options?.firstBoxTimeoutMillis !== undefined
       yield* Deferred.succeed(hold.release, true)
     })

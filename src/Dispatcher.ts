@@ -24,7 +24,7 @@ import {
   type UnhandledCommand,
   type UnknownRemoteError
 } from "./AmpError.ts"
-import { type Box, type InvalidKey, POOLED_MIN_LENGTH, type TooLong, type ValuePool } from "./Box.ts"
+import { type Box, bytesIfPresent, type InvalidKey, makeOutgoing, POOLED_MIN_LENGTH, type TooLong, type ValuePool } from "./Box.ts"
 import type { FieldsCodec } from "./internal/argument.ts"
 import * as Command from "./Command.ts"
 import { ConnectionInfo } from "./ConnectionInfo.ts"
@@ -234,7 +234,7 @@ export const make = Effect.fnUntraced(function*(
     if (valuePool === undefined) return
     const keys = fields.recyclable
     for (let i = 0; i < keys.length; i++) {
-      const value = box.get(keys[i]!)
+      const value = bytesIfPresent(box, keys[i]!) // a value still in pieces was never assembled: nothing to release
       if (value !== undefined && value.length >= POOLED_MIN_LENGTH) valuePool.release(value)
     }
   }
@@ -422,7 +422,7 @@ export const make = Effect.fnUntraced(function*(
       return handler.handle(args).pipe(
         Effect.matchCause({
           onSuccess: (response): Outcome => {
-            const out = new Map<string, Uint8Array>()
+            const out = command.compiled.response.hasText ? makeOutgoing() : new Map<string, Uint8Array>()
             try {
               command.compiled.response.encode(response, out)
             } catch (e) {
