@@ -1,7 +1,9 @@
 /**
  * Codec benchmarks: parsing and serializing boxes, ours (src/Box.ts) against Twisted
- * (bench/twisted/codec_bench.py, run in the same process tree right after ours) and a hand-written
- * plain-Node codec (bench/plain/codec.ts) on the same data.
+ * (bench/twisted/codec_bench.py, a worker process asked for one timed run at a time) and a hand-written
+ * plain-Node codec (bench/plain/codec.ts) on the same data. Each benchmark: a warm-up, then interleaved
+ * rounds of 0.3 s (ours, Twisted, plain Node, ours, ...): 7 rounds, 3 with `--quick`. Rates are boxes
+ * per CPU-second of the measuring process (see `runFor`), so a busy machine slows all three alike.
  *
  * Data:
  * - small: the `Sum` command box `{_ask: "1", _command: "Sum", a: "13", b: "81"}` (40 bytes on the wire);
@@ -12,7 +14,18 @@
 import { Effect, Stream } from "effect"
 import * as Box from "../src/Box.ts"
 import { PlainParser, serialize as plainSerialize } from "./plain/codec.ts"
-import { baseline, check, type Group, type GroupOptions, measure, measureAsync, type Result, runTwistedScript } from "./support.ts"
+import {
+  check,
+  type Group,
+  type GroupOptions,
+  interleave,
+  type Result,
+  resultOf,
+  roundsOf,
+  runFor,
+  runForAsync,
+  startPythonWorker
+} from "./support.ts"
 
 const CHUNK = 64 * 1024
 const LARGE_VALUE = 60 * 1024
@@ -189,44 +202,49 @@ const specs: ReadonlyArray<Spec> = [
 
 const UNIT = "boxes/s"
 
+/** Length of one timed run, the same in full and quick mode (quick only takes fewer rounds). */
+const ROUND_SECONDS = 0.3
+/** Warm-up of each in-process contender before its first round (JIT tiers up well within it). */
+const WARMUP_SECONDS = 0.6
+
 export const codec: Group = {
   name: "codec",
   targets: {
-    "codec.parse.small": { vsTwisted: 25 },
-    "codec.serialize.small": { vsTwisted: 5 },
+    "codec.parse.small": { vsTwisted: 40 },
+    "codec.serialize.small": { vsTwisted: 10 },
     "codec.parse.large": { vsTwisted: 1 },
     "codec.parse.large.recycled": { vsTwisted: 1 }
   },
   run: async (options: GroupOptions): Promise<Array<Result>> => {
     const selected = specs.filter((s) => options.selected(s.name))
     if (selected.length === 0) return []
-    const measured: Array<{ spec: Spec; value: number; plainNode: number | null }> = []
-    for (const spec of selected) {
-      options.log(`${spec.name}: ours`)
-      const value = spec.ours !== undefined
-        ? measure(spec.ours, options.quick)
-        : await measureAsync(spec.oursAsync!, options.quick)
-      let plainNode: number | null = null
-      if (spec.plain) {
-        options.log(`${spec.name}: plain Node`)
-        plainNode = measure(spec.plain, options.quick)
+    const rounds = roundsOf(options.quick, 7, 3)
+    const twisted = selected.some((s) => s.twisted !== false) ? startPythonWorker("codec_bench.py", options) : undefined
+    const results: Array<Result> = []
+    try {
+      for (const spec of selected) {
+        options.log(`${spec.name}: warm-up, then ${rounds} interleaved rounds of ${ROUND_SECONDS} s`)
+        const ours = spec.ours !== undefined
+          ? () => Promise.resolve(runFor(spec.ours!, ROUND_SECONDS))
+          : () => runForAsync(spec.oursAsync!, ROUND_SECONDS)
+        const plain = spec.plain
+        await (spec.ours !== undefined
+          ? Promise.resolve(runFor(spec.ours, WARMUP_SECONDS))
+          : runForAsync(spec.oursAsync!, WARMUP_SECONDS))
+        if (plain) runFor(plain, WARMUP_SECONDS)
+        const twistedName = spec.twisted === true ? spec.name : spec.twisted
+        const samples = await interleave(rounds, {
+          ours,
+          twisted: twisted !== undefined && twistedName !== false
+            ? () => twisted.measure(twistedName, ROUND_SECONDS, UNIT)
+            : undefined,
+          plainNode: plain ? () => Promise.resolve(runFor(plain, ROUND_SECONDS)) : undefined
+        })
+        results.push(resultOf(spec.name, UNIT, samples))
       }
-      measured.push({ spec, value, plainNode })
+    } finally {
+      twisted?.close()
     }
-    // Twisted last, alone on the machine (ours is not running meanwhile)
-    let twisted = new Map<string, { unit: string; value: number }>()
-    if (selected.some((s) => s.twisted)) {
-      options.log("codec: Twisted (bench/twisted/codec_bench.py)")
-      twisted = await runTwistedScript("codec_bench.py", options)
-    }
-    return measured.map(({ plainNode, spec, value }) => ({
-      name: spec.name,
-      unit: UNIT,
-      value,
-      twisted: spec.twisted === false
-        ? null
-        : baseline(twisted, spec.twisted === true ? spec.name : spec.twisted, UNIT, options.log),
-      plainNode
-    }))
+    return results
   }
 }

@@ -49,7 +49,7 @@ import {
   isArgumentField,
   register
 } from "./internal/argument.ts"
-import { asciiBytes, latin1, pyBytesRepr, utf8Encoder, utf8Strict } from "./internal/bytes.ts"
+import { asciiBytes, decodeUtf8Pieces, latin1, pyBytesRepr, utf8Encoder, utf8Strict } from "./internal/bytes.ts"
 import * as Descriptors from "./internal/descriptors.ts"
 
 export {
@@ -300,12 +300,31 @@ const decodeUtf8 = (bytes: Uint8Array): string => {
   }
 }
 
+/** Strict UTF-8 decoding straight from the pieces a value arrived in (see `Box.pieces`). */
+const decodeUtf8FromPieces = (pieces: ReadonlyArray<Uint8Array>): string => {
+  try {
+    return decodeUtf8Pieces(pieces)
+  } catch {
+    const first = pieces[0] ?? new Uint8Array(0)
+    throw new CodecFailure(`'utf-8' codec can't decode ${describeInput(first)}…: invalid UTF-8`)
+  }
+}
+
+/** The string itself, checked as `encodeUtf8` checks it: written as UTF-8 by the box encoder. */
+const utf8Text = (value: string): string => {
+  if (typeof value !== "string") throw new CodecFailure(`expected a string, got ${typeName(value)}`)
+  if (!value.isWellFormed()) throw loneSurrogate()
+  return value
+}
+
 const UnicodeArg = makeArgument({
   name: "Unicode",
   keepsBytes: false,
   type: Schema.String,
   encode: encodeUtf8,
-  decode: decodeUtf8
+  decode: decodeUtf8,
+  text: utf8Text,
+  decodePieces: decodeUtf8FromPieces
 })
 
 /** Python's `os.path.abspath`: like `path.resolve`, but POSIX keeps exactly two leading slashes. */
@@ -319,7 +338,9 @@ const PathArg = makeArgument({
   keepsBytes: false,
   type: Schema.String,
   encode: encodeUtf8,
-  decode: (bytes) => abspath(decodeUtf8(bytes))
+  decode: (bytes) => abspath(decodeUtf8(bytes)),
+  text: utf8Text,
+  decodePieces: (pieces) => abspath(decodeUtf8FromPieces(pieces))
 })
 
 // ---------------------------------------------------------------------------------------------------

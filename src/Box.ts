@@ -10,6 +10,9 @@
  */
 import { Effect, Schema, Stream } from "effect"
 import { latin1, pyBytesRepr } from "./internal/bytes.ts"
+import * as Encoder from "./internal/encoder.ts"
+import { LazyBox, OutgoingBox } from "./internal/lazyBox.ts"
+import { POOLED_MIN_LENGTH, type ValuePool } from "./internal/valuePool.ts"
 
 /**
  * A box: wire keys (latin1 strings) to raw values. Boxes decoded from the wire are `Map`s whose values
@@ -26,6 +29,7 @@ export const MAX_KEY_LENGTH = 0xff
 export const MAX_VALUE_LENGTH = 0xffff
 
 const textEncoder = new TextEncoder()
+const allocUninitialized = Encoder.allocUninitialized
 
 /**
  * Builds a box from a record or from entries. String values are UTF-8 encoded; keys are taken as given
@@ -136,101 +140,31 @@ const latin1ToBytes = (s: string): Uint8Array => {
   return out
 }
 
-/**
- * A byte array whose every byte the caller overwrites before anyone sees it. From 4 KiB up it skips the
- * zero fill (`Buffer.allocUnsafeSlow`, still a plain `Uint8Array` over its own exact-size buffer): fresh
- * 60 KiB arrays are the main cost of encoding large boxes and of decoding values split across chunks.
- */
-const allocUninitialized: (n: number) => Uint8Array = typeof globalThis.Buffer === "function"
-  ? (n) => (n < 4096 ? new Uint8Array(n) : new Uint8Array(globalThis.Buffer.allocUnsafeSlow(n).buffer, 0, n))
-  : (n) => new Uint8Array(n)
-
-/**
- * The box's entries sorted by key, into `keys`/`values` (insertion sort: boxes are small and often
- * already sorted; `<` on latin1 strings is the bytewise order Twisted sorts in). Returns the count.
- */
-const sortEntries = (box: Box, keys: Array<string>, values: Array<Uint8Array>): number => {
-  let count = 0
-  for (const [key, value] of box) {
-    let j = count
-    while (j > 0 && keys[j - 1]! > key) {
-      keys[j] = keys[j - 1]!
-      values[j] = values[j - 1]!
-      j--
-    }
-    keys[j] = key
-    values[j] = value
-    count++
+const toError = (fault: Encoder.Fault): TooLong | InvalidKey | InvalidValue => {
+  switch (fault._tag) {
+    case "NotBytes":
+      return new InvalidValue({ key: fault.key, got: fault.got ?? "not bytes" })
+    case "EmptyKey":
+      return new InvalidKey({ key: fault.key, reason: "empty keys end a box on the wire" })
+    case "KeyTooLong":
+      return new TooLong({ isKey: true, isLocal: true, length: fault.n })
+    case "KeyNotLatin1":
+      return new InvalidKey({ key: fault.key, reason: `character ${fault.n} is above U+00FF; keys are bytes (latin1)` })
+    case "ValueTooLong":
+      return new TooLong({ isKey: false, isLocal: true, keyName: fault.key, length: fault.n })
   }
-  return count
 }
 
 /**
- * The exact number of bytes `box` takes on the wire, or a typed error if it cannot be framed.
+ * The exact number of bytes `box` takes on the wire, or a typed error if it cannot be framed. A text
+ * value over 65535 bytes (see {@link Outgoing}) reports `length: -1` (not measured).
  *
  * @since 0.1.0
  * @category encoding
  */
 export const encodedLength = (box: Box): number | TooLong | InvalidKey | InvalidValue => {
-  let size = 2
-  for (const [key, value] of box) {
-    if (!(value instanceof Uint8Array)) return new InvalidValue({ key, got: describeValue(value) })
-    const k = key.length
-    if (k === 0) return new InvalidKey({ key, reason: "empty keys end a box on the wire" })
-    if (k > MAX_KEY_LENGTH) return new TooLong({ isKey: true, isLocal: true, length: k })
-    for (let i = 0; i < k; i++) {
-      if (key.charCodeAt(i) > 0xff) {
-        return new InvalidKey({ key, reason: `character ${i} is above U+00FF; keys are bytes (latin1)` })
-      }
-    }
-    if (value.length > MAX_VALUE_LENGTH) {
-      return new TooLong({ isKey: false, isLocal: true, keyName: key, length: value.length })
-    }
-    size += 4 + k + value.length
-  }
-  return size
-}
-
-const describeValue = (value: unknown): string =>
-  typeof value === "object" && value !== null ? `an instance of ${value.constructor?.name ?? "Object"}` : `a ${typeof value}`
-
-/** Writes an entry's key-length prefix, key and value-length prefix at `pos`; returns where the value goes. */
-const writeEntryHeader = (out: Uint8Array, pos: number, key: string, valueLength: number): number => {
-  const k = key.length
-  out[pos] = 0
-  out[pos + 1] = k
-  pos += 2
-  for (let i = 0; i < k; i++) out[pos + i] = key.charCodeAt(i)
-  pos += k
-  out[pos] = valueLength >>> 8
-  out[pos + 1] = valueLength & 0xff
-  return pos + 2
-}
-
-const writeBox = (box: Box, out: Uint8Array, pos: number): number => {
-  const keys: Array<string> = []
-  const values: Array<Uint8Array> = []
-  const count = sortEntries(box, keys, values)
-  for (let e = 0; e < count; e++) {
-    const value = values[e]!
-    const v = value.length
-    pos = writeEntryHeader(out, pos, keys[e]!, v)
-    if (v <= 16) for (let i = 0; i < v; i++) out[pos + i] = value[i]!
-    else out.set(value, pos)
-    pos += v
-  }
-  out[pos] = 0
-  out[pos + 1] = 0
-  return pos + 2
-}
-
-/**
- * Writes `box` into a fresh array of its `encodedLength` `n`. The array may be uninitialized, so a box
- * whose contents differ from what was measured (a custom map iterating differently twice) must not hand
- * out stale bytes.
- */
-const writeExactly = (box: Box, out: Uint8Array, pos: number, end: number): void => {
-  if (writeBox(box, out, pos) !== end) throw new Error("AMP box changed while it was being encoded")
+  const n = Encoder.measure(box)
+  return typeof n === "number" ? n : toError(n)
 }
 
 /**
@@ -241,81 +175,19 @@ const writeExactly = (box: Box, out: Uint8Array, pos: number, end: number): void
  * @since 0.1.0
  * @category encoding
  */
-export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => {
-  let total = 0
-  for (let i = 0; i < boxes.length; i++) {
-    const n = encodedLength(boxes[i]!)
-    if (typeof n !== "number") throw n
-    total += n
-  }
-  const out = allocUninitialized(total)
-  let pos = 0
-  for (let i = 0; i < boxes.length; i++) pos = writeBox(boxes[i]!, out, pos)
-  if (pos !== total) throw new Error("AMP box changed while it was being encoded")
-  return out
-}
-
-/** Values at least this long are referenced, not copied, by {@link encodeChunksUnsafe}. */
-const GATHER_MIN = 16 * 1024
+export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => Encoder.encodeAll(boxes, toError)
 
 /**
  * Serializes boxes like {@link encodeAllUnsafe}, but as a list of byte arrays whose concatenation is
  * that encoding, for a gather write (`Socket.Writer.writeAll`, `writev`): values of 16 KiB or more are
- * referenced, not copied, and everything between them is packed into one shared buffer. Without large
+ * referenced, not copied, and everything between them (including the text values of an
+ * {@link Outgoing} box, written as UTF-8 in place) is packed into one shared buffer. Without large byte
  * values the list has one element. The referenced values must not change until the write is done.
  *
  * @since 0.1.0
  * @category encoding
  */
-export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array> => {
-  let copied = 0
-  let large = 0
-  for (let i = 0; i < boxes.length; i++) {
-    const box = boxes[i]!
-    const n = encodedLength(box)
-    if (typeof n !== "number") throw n
-    copied += n
-    for (const value of box.values()) {
-      if (value.length >= GATHER_MIN) {
-        copied -= value.length
-        large++
-      }
-    }
-  }
-  const out = allocUninitialized(copied)
-  if (large === 0) {
-    let at = 0
-    for (let i = 0; i < boxes.length; i++) at = writeBox(boxes[i]!, out, at)
-    if (at !== copied) throw new Error("AMP box changed while it was being encoded")
-    return [out]
-  }
-  const chunks: Array<Uint8Array> = []
-  const keys: Array<string> = []
-  const values: Array<Uint8Array> = []
-  let pos = 0
-  let start = 0
-  for (let b = 0; b < boxes.length; b++) {
-    const count = sortEntries(boxes[b]!, keys, values)
-    for (let e = 0; e < count; e++) {
-      const value = values[e]!
-      const v = value.length
-      pos = writeEntryHeader(out, pos, keys[e]!, v)
-      if (v >= GATHER_MIN) {
-        chunks.push(new Uint8Array(out.buffer, out.byteOffset + start, pos - start), value)
-        start = pos
-      } else {
-        out.set(value, pos)
-        pos += v
-      }
-    }
-    out[pos] = 0
-    out[pos + 1] = 0
-    pos += 2
-  }
-  if (pos !== copied) throw new Error("AMP box changed while it was being encoded")
-  chunks.push(new Uint8Array(out.buffer, out.byteOffset + start, pos - start))
-  return chunks
-}
+export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array> => Encoder.encodeChunks(boxes, toError)
 
 /**
  * Serializes one box; throws `TooLong` / `InvalidKey` / `InvalidValue`. See {@link encode}.
@@ -323,13 +195,7 @@ export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array>
  * @since 0.1.0
  * @category encoding
  */
-export const encodeUnsafe = (box: Box): Uint8Array => {
-  const n = encodedLength(box)
-  if (typeof n !== "number") throw n
-  const out = allocUninitialized(n)
-  writeExactly(box, out, 0, n)
-  return out
-}
+export const encodeUnsafe = (box: Box): Uint8Array => Encoder.encodeOne(box, toError)
 
 /**
  * Serializes one box (Twisted's `AmpBox.serialize()`), failing with `TooLong` for a key over 255 bytes
@@ -349,18 +215,76 @@ export const encodeUnsafe = (box: Box): Uint8Array => {
  */
 export const encode = (box: Box): Effect.Effect<Uint8Array, TooLong | InvalidKey | InvalidValue> =>
   Effect.suspend(() => {
-    const n = encodedLength(box)
-    if (typeof n !== "number") return Effect.fail(n)
-    const out = allocUninitialized(n)
-    writeExactly(box, out, 0, n)
-    return Effect.succeed(out)
+    const n = Encoder.measure(box)
+    if (typeof n !== "number") return Effect.fail(toError(n))
+    return Effect.succeed(Encoder.encodeOne(box, toError))
   })
+
+/**
+ * A box being built for sending whose text values are kept as strings and written as UTF-8 straight
+ * into the outgoing buffer when the box is encoded (no buffer per value). Reading a text value as bytes
+ * (`get`, iteration, copying the map) encodes it then, once, so it is an ordinary box to every reader.
+ * The command layer uses it for long `Unicode` arguments and answers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Outgoing extends Map<string, Uint8Array> {
+  /**
+   * Sets `key` to the UTF-8 encoding of `text`, measured now and written when the box is encoded.
+   * `text` must be well-formed UTF-16 (no lone surrogate; check with `String.prototype.isWellFormed`):
+   * otherwise throws a `TypeError`. Longer than 65535 bytes: encoding the box fails with `TooLong`.
+   */
+  setText(key: string, text: string): this
+}
+
+/**
+ * An empty {@link Outgoing} box.
+ *
+ * @example
+ * ```ts
+ * import { Box } from "effect-amp"
+ * const box = Box.makeOutgoing().setText("text", "x".repeat(60_000))
+ * const bytes = Box.encodeUnsafe(box) // the text is encoded straight into `bytes`
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeOutgoing = (): Outgoing => new OutgoingBox() as unknown as Outgoing
+
+/**
+ * The pieces of a value that arrived split across reads and has not been assembled (a decoder made
+ * with `pieces: true`), or undefined. Reading the value with `box.get(key)` assembles it; this reads
+ * the pieces instead, e.g. to decode text straight from them. The pieces are views of the received
+ * chunks: do not change them.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const pieces = (box: Box, key: string): ReadonlyArray<Uint8Array> | undefined => {
+  if (!(box instanceof LazyBox)) return undefined
+  const pending = box.pendingOf(key)
+  return pending?._tag === "Pieces" ? pending.pieces : undefined
+}
+
+/**
+ * The value of `key` if it is bytes already: undefined for a missing key, a text value of an
+ * {@link Outgoing} box, or a split value not yet assembled (see {@link pieces}). Unlike `box.get`, it
+ * never encodes or assembles anything (for recycling values after decoding, for instance).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const bytesIfPresent = (box: Box, key: string): Uint8Array | undefined =>
+  box instanceof LazyBox && box.pendingOf(key) !== undefined ? undefined : box.get(key)
 
 // decoder states
 const KeyLength = 0
 const Key = 1
 const ValueLength = 2
 const Value = 3
+const Pieces = 4
 
 // Keys repeat (`_ask`, `_command`, argument names), so the decoder reuses the string it made last time
 // for the same short key bytes: no new string per key, and Maps reuse the string's cached hash. A small
@@ -385,101 +309,32 @@ const keyString = (chunk: Uint8Array, start: number, length: number): string => 
   return key
 }
 
-/**
- * A recycler for the buffers of large values that arrive split across chunks (see {@link makeValuePool}).
- *
- * A decoder made with a pool assembles such a value (4 KiB or more) in a buffer taken from the pool
- * instead of a fresh one. Nothing is ever reused unless you hand a value back with `release`, so a pool
- * is safe by default: a value you never release is simply garbage-collected.
- *
- * Why: V8 frees array buffers only at garbage collection, so a stream of fresh 60 KiB buffers costs a
- * full mark-compact every few dozen megabytes and cold memory on every value. A released buffer is
- * reused while it is still in cache, as CPython does with the block it has just freed.
- *
- * @since 0.1.0
- * @category decoding
- */
-export interface ValuePool {
+export {
   /**
-   * Hands `value` back for reuse: call it only when nothing will read `value` (or any view of its
-   * buffer) again. Values the pool did not give out (views into a chunk, small values, values of
-   * another pool) and values already released are ignored, so releasing every value of a box is fine.
+   * The smallest value a decoder takes from a {@link ValuePool}; smaller values that span chunks get a
+   * fresh exact-size array (cheap at this size), and releasing them is a no-op.
+   *
+   * @since 0.1.0
+   * @category decoding
    */
-  readonly release: (value: Uint8Array) => void
-  /** Bytes held idle for reuse (at most `maxIdleBytes`). */
-  readonly idleBytes: () => number
-  /** A buffer for a value of `length` bytes (4096..65535), used by the decoder; its bytes are stale until filled. */
-  readonly take: (length: number) => Uint8Array
-}
-
-/**
- * The smallest value a decoder takes from a {@link ValuePool}; smaller values that span chunks get a
- * fresh exact-size array (cheap at this size), and releasing them is a no-op.
- *
- * @since 0.1.0
- * @category decoding
- */
-export const POOLED_MIN_LENGTH = 4096
-const POOLED_MIN = POOLED_MIN_LENGTH
-
-/**
- * Creates a {@link ValuePool}. Buffers come in five size classes (4, 8, 16, 32 and 64 KiB, a value gets
- * the smallest that fits), and at most `maxIdleBytes` (default 1 MiB) are kept idle; beyond that a
- * released buffer is left to the garbage collector.
- *
- * @example
- * ```ts
- * import { Box } from "effect-amp"
- *
- * const pool = Box.makeValuePool()
- * const decoder = Box.makeDecoder({ pool })
- * const boxes: Array<Box.Box> = []
- * decoder.feed(new Uint8Array([0, 1, 97, 0, 1, 49, 0, 0]), boxes)
- * for (const box of boxes) {
- *   // ... use the box, then:
- *   for (const value of box.values()) pool.release(value)
- * }
- * ```
- *
- * @since 0.1.0
- * @category decoding
- */
-export const makeValuePool = (options?: { readonly maxIdleBytes?: number | undefined }): ValuePool => {
-  const maxIdle = options?.maxIdleBytes ?? 1024 * 1024
-  // free[c]: idle buffers of 4096 << c bytes, most recently released last (still in cache)
-  const free: Array<Array<ArrayBuffer>> = [[], [], [], [], []]
-  const given = new WeakSet<ArrayBuffer>()
-  let idle = 0
-  const classOf = (length: number): number => {
-    let c = 0
-    while ((POOLED_MIN << c) < length) c++
-    return c
-  }
-  return {
-    take: (length) => {
-      const c = classOf(length)
-      let buffer = free[c]!.pop()
-      if (buffer === undefined) {
-        const size = POOLED_MIN << c
-        buffer = typeof globalThis.Buffer === "function"
-          ? globalThis.Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer
-          : new ArrayBuffer(size)
-      } else {
-        idle -= buffer.byteLength
-      }
-      given.add(buffer)
-      return new Uint8Array(buffer, 0, length)
-    },
-    release: (value) => {
-      const buffer = value.buffer as ArrayBuffer
-      if (!given.delete(buffer)) return
-      if (idle + buffer.byteLength > maxIdle) return
-      idle += buffer.byteLength
-      free[classOf(buffer.byteLength)]!.push(buffer)
-    },
-    idleBytes: () => idle
-  }
-}
+  POOLED_MIN_LENGTH,
+  /**
+   * Creates a {@link ValuePool}: five size classes (4 to 64 KiB), at most `maxIdleBytes` (default 1 MiB)
+   * kept idle. See `src/internal/valuePool.ts`.
+   *
+   * @since 0.1.0
+   * @category decoding
+   */
+  makeValuePool,
+  /**
+   * A recycler for the buffers of large values that arrive split across chunks: a decoder made with a
+   * pool assembles such values in its buffers; nothing is reused until handed back with `release`.
+   *
+   * @since 0.1.0
+   * @category decoding
+   */
+  type ValuePool
+} from "./internal/valuePool.ts"
 
 /**
  * An incremental box decoder: feed it chunks of any size, it returns the boxes they complete. It keeps
@@ -517,8 +372,20 @@ export const makeDecoder = (options?: {
    * `pool.release(value)`). Without a pool each gets a fresh buffer.
    */
   readonly pool?: ValuePool | undefined
+  /**
+   * Keep a value of 4 KiB or more that spans chunks as its pieces (views of the chunks, no copy)
+   * instead of assembling it: the box is then one where `box.get(key)` assembles it on first use (in a
+   * buffer from `pool` if given) and {@link pieces} reads the pieces, e.g. to decode text straight from
+   * them. Default false.
+   */
+  readonly pieces?: boolean | undefined
 }): Decoder => {
   const pool = options?.pool
+  const keepPieces = options?.pieces === true
+  const alloc = pool !== undefined ? pool.take : allocUninitialized
+  // a split value kept as pieces: the views so far and the bytes still missing
+  let pieceList: Array<Uint8Array> | undefined
+  let pieceMissing = 0
   let state: number = KeyLength
   let consumed = 0
   let failed: FramingError | undefined
@@ -537,6 +404,29 @@ export const makeDecoder = (options?: {
     const n = chunk.length
     let i = 0
     while (i < n) {
+      if (state === KeyLength && half < 0) {
+        // fast path: entries whole inside this chunk, no state kept between them
+        while (i + 2 <= n) {
+          const k = (chunk[i]! << 8) | chunk[i + 1]!
+          if (k === 0) {
+            out.push(box ?? new Map())
+            box = undefined
+            i += 2
+            boxStart = consumed + i
+            if (ends !== undefined) ends.push(i)
+            continue
+          }
+          const at = i + 2 + k
+          if (k > MAX_KEY_LENGTH || at + 2 > n) break
+          const v = (chunk[at]! << 8) | chunk[at + 1]!
+          if (at + 2 + v > n) break
+          if (box === undefined) box = new Map()
+          // a view, not a copy (and cheaper than `subarray`, which looks up a species constructor)
+          box.set(keyString(chunk, i + 2, k), new Uint8Array(chunk.buffer, chunk.byteOffset + at + 2, v))
+          i = at + 2 + v
+        }
+        if (i >= n) break
+      }
       switch (state) {
         case KeyLength:
         case ValueLength: {
@@ -583,11 +473,37 @@ export const makeDecoder = (options?: {
               box!.set(key, new Uint8Array(chunk.buffer, chunk.byteOffset + i, len))
               i += len
               state = KeyLength
+            } else if (keepPieces && len >= POOLED_MIN_LENGTH) {
+              pieceList = [new Uint8Array(chunk.buffer, chunk.byteOffset + i, n - i)]
+              pieceMissing = len - (n - i)
+              i = n
+              state = Pieces
             } else {
-              partial = pool !== undefined && len >= POOLED_MIN ? pool.take(len) : allocUninitialized(len)
+              partial = pool !== undefined && len >= POOLED_MIN_LENGTH ? pool.take(len) : allocUninitialized(len)
               partialFill = 0
               state = Value
             }
+          }
+          break
+        }
+        case Pieces: {
+          const take = Math.min(pieceMissing, n - i)
+          pieceList!.push(new Uint8Array(chunk.buffer, chunk.byteOffset + i, take))
+          pieceMissing -= take
+          i += take
+          if (pieceMissing === 0) {
+            let length = 0
+            for (const piece of pieceList!) length += piece.length
+            let lazy: LazyBox
+            if (box instanceof LazyBox) lazy = box
+            else {
+              lazy = new LazyBox()
+              for (const [k, v] of box!) lazy.set(k, v)
+              box = lazy
+            }
+            lazy.setPending(key, { _tag: "Pieces", pieces: pieceList!, length, alloc })
+            pieceList = undefined
+            state = KeyLength
           }
           break
         }

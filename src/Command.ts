@@ -26,7 +26,7 @@
 import { Effect, Schema } from "effect"
 import { type Pipeable, pipeArguments } from "effect/Pipeable"
 import { AmpArgumentError, UnhandledCommand, UnknownRemoteError } from "./AmpError.ts"
-import type { Box } from "./Box.ts"
+import { type Box, makeOutgoing } from "./Box.ts"
 import type * as Argument from "./Argument.ts"
 import { compileFields, FieldFailure, type FieldsCodec } from "./internal/argument.ts"
 import { fromLatin1, utf8Encoder, utf8Replace } from "./internal/bytes.ts"
@@ -298,8 +298,9 @@ export const commandNameBytes = (command: Any): Uint8Array => {
  * @internal
  */
 export const encodeArgumentsUnsafe = (command: Any, args: Readonly<Record<string, unknown>>): Map<string, Uint8Array> => {
-  const box = new Map<string, Uint8Array>()
   const fields = command.compiled.arguments
+  // long text arguments stay strings until the writer encodes them into its buffer
+  const box = fields.hasText ? makeOutgoing() : new Map<string, Uint8Array>()
   let present: number
   try {
     present = fields.encode(args, box)

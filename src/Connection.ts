@@ -166,7 +166,7 @@ export const make = Effect.fnUntraced(function*(
   const ends = Lifecycle.makeEnds()
   const requestEnd = Lifecycle.requestEnd(ends)
   const valuePool = options?.valuePool ?? sharedValuePool()
-  let decoder = Box.makeDecoder({ pool: valuePool })
+  let decoder = Box.makeDecoder({ pool: valuePool, pieces: true })
 
   // Parent of every phase's scopes, forked now: a scope closes its finalizers in reverse order, so a
   // phase forked from `scope` after StartTLS would be released *before* the shutdown finalizer below,
@@ -229,7 +229,7 @@ export const make = Effect.fnUntraced(function*(
         return raw
       }),
     resetDecoder: () => {
-      decoder = Box.makeDecoder({ pool: valuePool })
+      decoder = Box.makeDecoder({ pool: valuePool, pieces: true })
     },
     info: { transport: "unknown", ...options?.info, tls: tlsFromStart },
     requestEnd,

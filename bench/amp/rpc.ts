@@ -8,7 +8,9 @@
  *       prints `LISTENING <port>`, then serves until SIGTERM/SIGINT
  *   node bench/amp/rpc.ts client --connect 127.0.0.1:PORT --mode sequential|pipelined
  *                                [--outstanding N] [--seconds S] [--warmup S] [--workload sum|text]
- *       prints {"calls": n, "seconds": s, "rate": r, "errors": e}; every answer is checked
+ *       prints `WINDOW` when the timed window starts, then {"calls": n, "seconds": s, "rate": r, "errors": e,
+ *       "cpuSeconds": c, "p50ms": x, "p99ms": y}; every answer is checked; p50/p99 are the latencies of the
+ *       counted calls (issue to answer, in milliseconds); cpuSeconds is this process's CPU time in the window
  *
  * `pipelined`: N fibers, each issuing its next call when its answer arrives (N calls in flight).
  * `--workload sum` (the default) calls `Sum`; `--workload text` calls `Text` with a 60 KiB ASCII text
@@ -20,6 +22,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { Argument, Client, Command, Responders, Server } from "../../src/index.ts"
+import { Latencies } from "../latencies.ts"
 
 const Sum = Command.make("Sum", {
   arguments: { a: Argument.Integer, b: Argument.Integer },
@@ -81,20 +84,29 @@ const client = (options: {
     let counting = false
     let deadline = 0
     let n = 0
+    const latencies = new Latencies()
     const sumWorker = Effect.gen(function*() {
       while (performance.now() < deadline) {
         const a = BigInt(n++)
+        const t0 = performance.now()
         const result = yield* Effect.result(amp.callRemote(Sum, { a, b: 7n }))
         if (result._tag === "Success" && result.success.total === a + 7n) {
-          if (counting) calls++
+          if (counting) {
+            calls++
+            latencies.add(performance.now() - t0)
+          }
         } else errors++
       }
     })
     const textWorker = Effect.gen(function*() {
       while (performance.now() < deadline) {
+        const t0 = performance.now()
         const result = yield* Effect.result(amp.callRemote(Text, { text: largeText }))
         if (result._tag === "Success" && result.success.length === largeText.length) {
-          if (counting) calls++
+          if (counting) {
+            calls++
+            latencies.add(performance.now() - t0)
+          }
         } else errors++
       }
     })
@@ -110,10 +122,16 @@ const client = (options: {
       })
     if (options.warmup > 0) yield* drive(options.warmup)
     counting = true
+    process.stdout.write("WINDOW\n") // the harness samples the server's CPU time now and at the result line
+    const cpuStart = process.cpuUsage()
     const start = performance.now()
     yield* drive(options.seconds)
     const seconds = (performance.now() - start) / 1000
-    process.stdout.write(JSON.stringify({ calls, seconds, rate: calls / seconds, errors }) + "\n")
+    const cpu = process.cpuUsage(cpuStart)
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6
+    process.stdout.write(
+      JSON.stringify({ calls, seconds, rate: calls / seconds, errors, cpuSeconds, ...latencies.summary() }) + "\n"
+    )
   }).pipe(Effect.scoped, Effect.provide(Responders.empty))
 
 const [mode, ...rest] = process.argv.slice(2)

@@ -9,7 +9,9 @@
  *       prints `LISTENING <port>`, then serves until SIGTERM/SIGINT
  *   node bench/plain/rpc.ts client --connect 127.0.0.1:PORT --mode sequential|pipelined
  *                                  [--outstanding N] [--seconds S] [--warmup S] [--workload sum|text]
- *       prints {"calls": n, "seconds": s, "rate": r, "errors": e}; every answer is checked
+ *       prints `WINDOW` when the timed window starts, then {"calls": n, "seconds": s, "rate": r, "errors": e,
+ *       "cpuSeconds": c, "p50ms": x, "p99ms": y}; every answer is checked; p50/p99 are the latencies of the
+ *       counted calls (issue to answer, in milliseconds); cpuSeconds is this process's CPU time in the window
  *
  * `sequential`: one call at a time (send, wait for the answer, send the next).
  * `pipelined`: N calls kept in flight (N workers, each sending its next call when its answer arrives).
@@ -18,6 +20,7 @@
  * (61440 bytes) and checks that every answer is 61440.
  */
 import * as Net from "node:net"
+import { Latencies } from "../latencies.ts"
 import { PlainParser, type PlainBox, serialize } from "./codec.ts"
 
 const enc = (s: string): Buffer => Buffer.from(s, "latin1")
@@ -233,9 +236,11 @@ const runClient = async (options: {
   let calls = 0
   let errors = 0
   let n = 0
+  const latencies = new Latencies()
   const drive = async (until: number, count: boolean): Promise<void> => {
     const worker = async () => {
       while (performance.now() < until && !client.closed) {
+        const t0 = performance.now()
         let ok: boolean
         if (options.workload === "text") ok = await client.text(largeText)
         else {
@@ -245,6 +250,7 @@ const runClient = async (options: {
         }
         if (count) {
           calls++
+          latencies.add(performance.now() - t0)
           if (!ok) errors++
         } else if (!ok) errors++
       }
@@ -252,12 +258,18 @@ const runClient = async (options: {
     await Promise.all(Array.from({ length: workers }, worker))
   }
   if (options.warmup > 0) await drive(performance.now() + options.warmup * 1000, false)
+  process.stdout.write("WINDOW\n") // the harness samples the server's CPU time now and at the result line
+  const cpuStart = process.cpuUsage()
   const start = performance.now()
   await drive(start + options.seconds * 1000, true)
+  const cpu = process.cpuUsage(cpuStart)
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6
   const seconds = (performance.now() - start) / 1000
   if (client.closed) errors++
   client.close()
-  process.stdout.write(JSON.stringify({ calls, seconds, rate: calls / seconds, errors }) + "\n")
+  process.stdout.write(
+    JSON.stringify({ calls, seconds, rate: calls / seconds, errors, cpuSeconds, ...latencies.summary() }) + "\n"
+  )
   process.exitCode = errors === 0 ? 0 : 1
 }
 

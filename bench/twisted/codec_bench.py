@@ -12,6 +12,13 @@ Prints one JSON object per line on stdout: {"name": ..., "unit": "boxes/s", "val
 
 Each is a warm-up of half a run, then three timed runs of ~1 s (0.25 s with --quick); the best is reported.
 Every pass checks its result, so a broken benchmark never reports a number.
+
+    codec_bench.py --serve
+
+Worker mode, used by bench/codec.ts to interleave rounds with ours: reads lines "<name> <seconds>" on
+stdin and answers each with one JSON line {"name", "unit", "value"} (one timed run of that many CPU seconds;
+the first request for a name is preceded by a warm-up of the same length), or {"name", "error"}.
+Exits at the end of stdin.
 """
 import argparse
 import json
@@ -85,12 +92,12 @@ def serialize_work(box, copies):
     return work
 
 
-def run_for(work, seconds):
-    start = time.perf_counter()
+def run_for(work, seconds, clock=time.perf_counter):
+    start = clock()
     units = 0
     while True:
         units += work()
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if elapsed >= seconds:
             return units / elapsed
 
@@ -119,11 +126,36 @@ BENCHMARKS = [
 ]
 
 
+def serve():
+    makers = dict(BENCHMARKS)
+    works = {}
+    for line in sys.stdin:
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        name, seconds = parts[0], float(parts[1])
+        try:
+            if name not in works:
+                works[name] = makers[name]()
+                run_for(works[name], seconds, time.process_time)
+            # CPU time of this process, as bench/support.ts measures ours (robust to a shared machine)
+            value = run_for(works[name], seconds, time.process_time)
+            answer = {"name": name, "unit": "boxes/s", "value": round(value, 1)}
+        except Exception as e:  # an unknown name or a failed self-check: reported, not fatal
+            answer = {"name": name, "error": "%s: %s" % (type(e).__name__, e)}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Twisted AMP codec baseline")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--serve", action="store_true")
     parser.add_argument("--only", action="append", default=[])
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve()
     prefixes = [p for arg in args.only for p in arg.split(",") if p]
     for name, make in BENCHMARKS:
         if prefixes and not any(name.startswith(p) for p in prefixes):

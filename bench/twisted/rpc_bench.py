@@ -11,8 +11,10 @@
         One connection. sequential: one call outstanding at a time; pipelined: keeps N (default 1) calls
         outstanding. Every answer is checked (a + b). After an uncounted warm-up of W seconds (default 0;
         20 sequential calls are always made first), calls are issued for S seconds (default 5), then the
-        outstanding ones are awaited. Prints one JSON line {"calls": n, "seconds": s, "rate": r, "errors": e}
-        (rate = calls / seconds, counting completed calls up to the last answer) and exits 0 if e == 0.
+        outstanding ones are awaited. Prints one JSON line {"calls": n, "seconds": s, "rate": r, "errors": e,
+        "p50ms": x, "p99ms": y} (rate = calls / seconds, counting completed calls up to the last answer;
+        p50/p99 = latency of the counted calls, issue to answer) and exits 0 if e == 0. Prints "WINDOW"
+        when the timed window starts; "cpuSeconds" is this process's CPU time in the window.
         --workload sum (the default) calls Sum; --workload text calls Text with a 60 KiB ASCII text
         (61440 bytes) and checks that every answer is 61440.
 """
@@ -83,6 +85,7 @@ class Load:
         self.deadline = None
         self.end = None
         self.first_error = None
+        self.latencies = []
 
     def run(self):
         self.start = time.perf_counter()
@@ -94,19 +97,23 @@ class Load:
     def issue(self):
         self.in_flight += 1
         if self.workload == "text":
+            t0 = time.perf_counter()
             d = self.proto.callRemote(Text, text=LARGE_TEXT)
-            d.addCallbacks(self.answered, self.failed, callbackArgs=("length", len(LARGE_TEXT)))
+            d.addCallbacks(self.answered, self.failed, callbackArgs=("length", len(LARGE_TEXT), t0))
         else:
             i = self.next
             self.next += 1
             a, b = i, 1000003 - 2 * i
+            t0 = time.perf_counter()
             d = self.proto.callRemote(Sum, a=a, b=b)
-            d.addCallbacks(self.answered, self.failed, callbackArgs=("total", a + b))
+            d.addCallbacks(self.answered, self.failed, callbackArgs=("total", a + b, t0))
 
-    def answered(self, result, key, expected):
+    def answered(self, result, key, expected, t0):
         self.in_flight -= 1
         if result[key] == expected:
             self.calls += 1
+            if len(self.latencies) < 1000000:
+                self.latencies.append(time.perf_counter() - t0)
         else:
             self.errors += 1
             self.first_error = self.first_error or "wrong %s %r, want %r" % (key, result[key], expected)
@@ -161,14 +168,26 @@ def run_client(args):
                 if warm.errors:
                     raise RuntimeError("warm-up failed: %s" % warm.first_error)
             load = Load(proto, outstanding, args.seconds, args.workload)
+            # the harness samples the server's CPU time now and at the result line
+            sys.stdout.write("WINDOW\n")
+            sys.stdout.flush()
+            cpu_start = time.process_time()
             yield load.run()
+            cpu_seconds = time.process_time() - cpu_start
             seconds = load.end - load.start
             result.update(
                 calls=load.calls,
                 seconds=round(seconds, 6),
                 rate=round(load.calls / seconds, 1) if seconds > 0 else 0.0,
                 errors=load.errors,
+                cpuSeconds=round(cpu_seconds, 6),
             )
+            lat = sorted(load.latencies)
+            if lat:
+                result.update(
+                    p50ms=round(lat[min(len(lat) - 1, len(lat) // 2)] * 1000, 4),
+                    p99ms=round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000, 4),
+                )
             if load.first_error:
                 sys.stderr.write("first error: %s\n" % load.first_error)
             proto.transport.loseConnection()

@@ -6,6 +6,7 @@
  */
 import { Effect, Schema, SchemaIssue, SchemaTransformation } from "effect"
 import type { Box } from "../Box.ts"
+import { LazyBox, pendingText } from "./lazyBox.ts"
 
 /**
  * Thrown (not returned) by fast codecs when a value cannot be encoded or decoded. Cheap to create; the
@@ -28,7 +29,21 @@ export interface FastCodec<A> {
    * layer may recycle the input buffer right after decoding (`Box.ValuePool`).
    */
   readonly keepsBytes: boolean
+  /**
+   * For text types: the string whose UTF-8 is the wire value (validated; throws `CodecFailure`). When
+   * present, a long value sent in an outgoing box (`Box.makeOutgoing`) is kept as that string and
+   * written as UTF-8 straight into the outgoing buffer.
+   */
+  readonly text?: ((value: A) => string) | undefined
+  /**
+   * Decodes a value given as the pieces it arrived in (`Box.pieces`), without assembling them; throws
+   * `CodecFailure`. Text types decode the UTF-8 straight from the pieces.
+   */
+  readonly decodePieces?: ((pieces: ReadonlyArray<Uint8Array>) => A) | undefined
 }
+
+/** Text values at least this long go into an outgoing box as text (shorter ones are cheaper as bytes). */
+const TEXT_MIN = 1024
 
 const registry = new WeakMap<object, FastCodec<any>>()
 
@@ -81,6 +96,10 @@ export const makeArgument = <A, S extends Schema.Codec<A, A, never, never>>(opti
   readonly decode: (bytes: Uint8Array) => A
   /** Whether `decode` may return (or keep) a view of its input; default true. A function is asked on first use. */
   readonly keepsBytes?: boolean | (() => boolean) | undefined
+  /** See {@link FastCodec.text}. */
+  readonly text?: ((value: A) => string) | undefined
+  /** See {@link FastCodec.decodePieces}. */
+  readonly decodePieces?: ((pieces: ReadonlyArray<Uint8Array>) => A) | undefined
 }): Schema.decodeTo<S, Schema.Uint8Array> => {
   const fail = (input: unknown, e: unknown) =>
     Effect.fail(
@@ -107,14 +126,16 @@ export const makeArgument = <A, S extends Schema.Codec<A, A, never, never>>(opti
   })
   const schema = Schema.Uint8Array.pipe(Schema.decodeTo(options.type, transformation))
   const keepsBytes = options.keepsBytes ?? true
+  const extra = { text: options.text, decodePieces: options.decodePieces }
   if (typeof keepsBytes === "boolean") {
-    return register(schema, { name: options.name, encode: options.encode, decode: options.decode, keepsBytes })
+    return register(schema, { name: options.name, encode: options.encode, decode: options.decode, keepsBytes, ...extra })
   }
   let known: boolean | undefined
   return register(schema, {
     name: options.name,
     encode: options.encode,
     decode: options.decode,
+    ...extra,
     get keepsBytes() {
       if (known === undefined) {
         known = true // a recursive type asking about itself meanwhile gets the safe answer
@@ -146,6 +167,8 @@ export interface FieldsCodec {
   readonly decode: (box: Box) => Record<string, unknown>
   /** The keys whose decoded values never hold on to their bytes (safe to recycle after `decode`). */
   readonly recyclable: ReadonlyArray<string>
+  /** Whether a field is of a text type: `encode` into an outgoing box (`Box.makeOutgoing`) pays off. */
+  readonly hasText: boolean
 }
 
 /** A failure of one named field. */
@@ -183,6 +206,7 @@ export const compileFields = (fields: Readonly<Record<string, unknown>>): Fields
   let recyclable: ReadonlyArray<string> | undefined
   return {
     keys: compiled.map((f) => f.key),
+    hasText: compiled.some((f) => f.codec.text !== undefined),
     get recyclable() {
       // asked on first use: a lazily compiled AmpList field learns its answer only then
       return (recyclable ??= compiled.filter((f) => !f.codec.keepsBytes).map((f) => f.key))
@@ -197,7 +221,12 @@ export const compileFields = (fields: Readonly<Record<string, unknown>>): Fields
           throw new FieldFailure(f.key, "missing required argument")
         }
         try {
-          into.set(f.key, f.codec.encode(v))
+          const text = f.codec.text
+          if (text !== undefined && into instanceof LazyBox && typeof v === "string" && v.length >= TEXT_MIN) {
+            into.setPending(f.key, pendingText(text(v)))
+          } else {
+            into.set(f.key, f.codec.encode(v))
+          }
         } catch (e) {
           throw new FieldFailure(f.key, e instanceof CodecFailure ? e.reason : String(e))
         }
@@ -219,7 +248,10 @@ export const compileFields = (fields: Readonly<Record<string, unknown>>): Fields
           throw new FieldFailure(f.key, "missing required key")
         }
         try {
-          out[f.key] = f.codec.decode(bytes)
+          const pending = f.codec.decodePieces !== undefined && box instanceof LazyBox ? box.pendingOf(f.key) : undefined
+          out[f.key] = pending !== undefined && pending._tag === "Pieces"
+            ? f.codec.decodePieces!(pending.pieces)
+            : f.codec.decode(bytes)
         } catch (e) {
           throw new FieldFailure(f.key, e instanceof CodecFailure ? e.reason : String(e))
         }

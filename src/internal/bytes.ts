@@ -71,3 +71,44 @@ export const concatBytes = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
 
 /** ASCII-only upper-casing, as Python's `bytes.upper()` (latin1 letters above 0x7f are left alone). */
 export const asciiUpper = (name: string): string => name.replace(/[a-z]+/g, (s) => s.toUpperCase())
+// scratch for measuring UTF-8 lengths: one byte more than the longest value, so "does not fit" is visible
+let lengthScratch: Uint8Array | undefined
+
+/**
+ * The UTF-8 length of `text` (a well-formed string), or -1 if it is over `max` bytes (max ≤ 65535).
+ * One encoding pass into a reused scratch buffer: much cheaper than `Buffer.byteLength` or allocating
+ * the encoding.
+ */
+export const utf8Length = (text: string, max: number): number => {
+  if (text.length > max) return -1
+  const scratch = (lengthScratch ??= new Uint8Array(0x10000))
+  const { read, written } = utf8Encoder.encodeInto(text, scratch.subarray(0, max + 1))
+  return read === text.length && written <= max ? written : -1
+}
+
+/**
+ * Writes the UTF-8 of `text` into `out` at `at` (room for `length` bytes, its exact UTF-8 length);
+ * returns the bytes written.
+ */
+export const encodeUtf8Into = (text: string, out: Uint8Array, at: number, length: number): number =>
+  utf8Encoder.encodeInto(text, out.subarray(at, at + length)).written
+
+let piecesDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
+/**
+ * Strict UTF-8 decoding of a value given as consecutive pieces (a value that arrived across several
+ * reads), without assembling them: a multi-byte character may straddle two pieces. Throws a TypeError
+ * on invalid UTF-8, as `utf8Strict.decode` does.
+ */
+export const decodeUtf8Pieces = (pieces: ReadonlyArray<Uint8Array>): string => {
+  const last = pieces.length - 1
+  try {
+    let text = ""
+    for (let i = 0; i < last; i++) text += piecesDecoder.decode(pieces[i], { stream: true })
+    return text + piecesDecoder.decode(pieces[last])
+  } catch (error) {
+    // a failed streaming decode may leave state behind: start the next value with a fresh decoder
+    piecesDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+    throw error
+  }
+}

@@ -13,7 +13,7 @@
  */
 import { Cause, Context, Deferred, Effect, Exit, FiberSet, Ref, Scope, Semaphore } from "effect"
 import { AmpConnectionLost, AmpProtocolError, ProtocolSwitched, type UnknownRemoteError } from "../AmpError.ts"
-import { type Box, type InvalidKey, type InvalidValue, POOLED_MIN_LENGTH, type TooLong } from "../Box.ts"
+import { type Box, bytesIfPresent, type InvalidKey, type InvalidValue, makeOutgoing, POOLED_MIN_LENGTH, type TooLong } from "../Box.ts"
 import * as Command from "../Command.ts"
 import { ConnectionInfo } from "../ConnectionInfo.ts"
 import {
@@ -166,7 +166,7 @@ export const make = Effect.fnUntraced(function*(
     if (valuePool === undefined) return
     const keys = fields.recyclable
     for (let i = 0; i < keys.length; i++) {
-      const value = box.get(keys[i]!)
+      const value = bytesIfPresent(box, keys[i]!) // a value still in pieces was never assembled: nothing to release
       if (value !== undefined && value.length >= POOLED_MIN_LENGTH) valuePool.release(value)
     }
   }
@@ -360,7 +360,7 @@ export const make = Effect.fnUntraced(function*(
 
   const typedOutcome = (command: Command.Any, response: unknown): Outcome => {
     const quit = isQuit(response)
-    const out = new Map<string, Uint8Array>()
+    const out = command.compiled.response.hasText ? makeOutgoing() : new Map<string, Uint8Array>()
     try {
       Descriptors.within(descriptors, () => command.compiled.response.encode((quit ? response.response : response) as Record<string, unknown>, out))
     } catch (e) {
