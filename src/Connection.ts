@@ -128,6 +128,8 @@ let shared: Box.ValuePool | undefined
 const sharedValuePool = (): Box.ValuePool => (shared ??= Box.makeValuePool({ maxIdleBytes: 4 * 1024 * 1024 }))
 
 const SWITCHED = "This connection has switched: no AMP traffic allowed."
+/** After a failed write, how long the reader may take to read what the peer sent before it closed. */
+const WRITE_FAILURE_GRACE = "500 millis"
 
 /**
  * Runs AMP over a socket, in the current scope, with the `Responders` from the context. StartTLS and
@@ -255,10 +257,16 @@ export const make = Effect.fnUntraced(function*(
 
   const writerFiber = yield* Effect.forkIn(
     writer.run(() => core.phase!.writer).pipe(
+      // A write usually fails because the peer closed: what it sent before closing (an error box, a
+      // last answer) is still to be read. Give the reader a moment to reach the end (its end request
+      // then wins, with the peer's reason), and abort only if it does not.
       Effect.catchCause((cause) =>
         Effect.andThen(
           Effect.logWarning("AMP: writing to the socket failed; closing the connection", cause),
-          requestEnd("abort", new ConnectionEnded({ reason: "write failed", local: false, cause }))
+          Effect.andThen(
+            Effect.sleep(WRITE_FAILURE_GRACE),
+            requestEnd("abort", new ConnectionEnded({ reason: "write failed", local: false, cause }))
+          )
         )
       )
     ),
