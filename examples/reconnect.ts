@@ -30,8 +30,9 @@ const ServerResponders = Responders.layer(
 const startServer = (port: number) =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const server = yield* Server.make({ port }).pipe(Effect.provide(ServerResponders), Scope.provide(scope))
-    return { port: server.address._tag === "Tcp" ? server.address.port : 0, stop: Scope.close(scope, Exit.void) }
+    // shutdown: "abort": the server goes away at once (by default it would let the Slow answer out first)
+    const server = yield* Server.make({ port, shutdown: "abort" }).pipe(Effect.provide(ServerResponders), Scope.provide(scope))
+    return { port: server.port, stop: Scope.close(scope, Exit.void) }
   })
 
 const describe = (state: Reconnecting.State): string => {

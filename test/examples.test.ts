@@ -71,7 +71,7 @@ describe.concurrent("examples", () => {
       run(node, exampleCommand("no-such-example"))
     ])
     assert.strictEqual(list.code, 0)
-    assert.include(list.stderr, "examples: bidirectional, calculator-client, calculator-server, demo, layer,")
+    assert.include(list.stderr, "examples: bidirectional, calculator-client, calculator-server, demo, descriptor, effect-rpc, layer,")
     assert.strictEqual(unknown.code, 64)
     assert.include(unknown.stderr, "unknown example: no-such-example")
   })

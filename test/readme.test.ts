@@ -57,6 +57,39 @@ const snippets: ReadonlyArray<Snippet> = [
     insideGen: true
   },
   {
+    match: "const pool = yield* WorkerPool.make({ command: \"python3\", args: [\"pool_worker.py\"], min: 4, callTimeout: \"10 seconds\" })",
+    prelude: ""
+  },
+  {
+    match: "ChildProcess.serveParent({ fds: { read: 3, write: 4 } })",
+    prelude: "import { ChildProcess, Responders } from \"effect-amp\"\nimport { Effect, Layer } from \"effect\"\n" +
+      "declare const Handlers: Layer.Layer<Responders.Responders>\n"
+  },
+  {
+    match: "const serve = WebSocketServer.make({ port: 8080, path: \"/amp\" }).pipe(Effect.provide(Handlers))",
+    prelude: "import { Argument, Command, Responders } from \"effect-amp\"\nimport { Layer } from \"effect\"\n" +
+      "declare const Handlers: Layer.Layer<Responders.Responders>\n" +
+      "const Sum = Command.make(\"Sum\", { arguments: { a: Argument.Integer, b: Argument.Integer }, response: { total: Argument.Integer } })\n"
+  },
+  {
+    match: "const AmpLive = Client.layerReconnecting({",
+    prelude: "import { Argument as A, Command as C } from \"effect-amp\"\n" +
+      "const Sum = C.make(\"Sum\", { arguments: { a: A.Integer, b: A.Integer }, response: { total: A.Integer } })\n"
+  },
+  {
+    match: "const main = program.pipe(Effect.provide(Observability))",
+    prelude: "declare const program: import(\"effect\").Effect.Effect<void>\n"
+  },
+  {
+    match: "const Calculator = RpcGroup.make(",
+    prelude: ""
+  },
+  {
+    match: "const conn = yield* Client.connect({ path: \"/run/worker.sock\" })",
+    prelude: imports + "import * as Fs from \"node:fs\"\n",
+    insideGen: true
+  },
+  {
     match: "NodeRuntime.runMain(main) // SIGTERM: in-flight answers go out, then the process exits",
     prelude: "import { Layer } from \"effect\"\nimport { Responders, Server } from \"effect-amp\"\n" +
       "declare const Handlers: Layer.Layer<Responders.Responders>\n"

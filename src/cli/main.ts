@@ -9,7 +9,7 @@
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
-import { Cause, Console, Effect, Exit, Option } from "effect"
+import { Cause, Console, Effect, Exit, Logger, Option } from "effect"
 import type * as Runtime from "effect/Runtime"
 import { Argument, CliError, Command, Flag } from "effect/cli"
 import { call, renderAnswer, renderError } from "./call.ts"
@@ -338,6 +338,8 @@ const teardown: Runtime.Teardown = (exit, onExit) => {
 /** The program, reading its arguments from the process. @since 0.1.0 @category running */
 export const program = amp.pipe(
   Command.run({ version: packageVersion }),
+  // stdout is for answers (and LISTENING lines): the library's log lines go to stderr
+  Effect.provideService(Logger.LogToStderr, true),
   Effect.provide(NodeServices.layer)
 )
 

@@ -27,8 +27,12 @@ const errnoError = (syscall: string, errno: number): NodeJS.ErrnoException => {
   return error
 }
 
+// A bundle for the browser stubs out `node:stream` (Duplex is then undefined): this module is still
+// imported through the package's barrel, so defining the class must not throw there.
+const DuplexBase: typeof Duplex = Duplex ?? (class {} as unknown as typeof Duplex)
+
 /** The Duplex over the native socket. */
-export class FdSocket extends Duplex {
+export class FdSocket extends DuplexBase {
   readonly channel = new Channel()
   private readonly addon: Native
   private handle: NativeHandle | undefined
