@@ -50,7 +50,7 @@ const worker = (path: string) =>
 const startWorker = (path: string) =>
   Effect.acquireRelease(
     Effect.callback<ReturnType<typeof spawn>, Error>((resume) => {
-      const child = spawn(process.execPath, [process.argv[1]!, "--worker", path], { stdio: ["ignore", "pipe", "inherit"] })
+      const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, "--worker", path], { stdio: ["ignore", "pipe", "inherit"] })
       child.stdout!.on("data", (data: Buffer) => {
         if (data.toString().includes("LISTENING")) resume(Effect.succeed(child))
       })

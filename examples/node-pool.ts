@@ -13,8 +13,8 @@ import { Hash, Sleep } from "./workers/hash-protocol.ts"
 
 const program = Effect.gen(function*() {
   const pool = yield* WorkerPool.make({
-    command: process.execPath, // this Node
-    args: [fileURLToPath(new URL("./workers/hash-worker.ts", import.meta.url))],
+    command: process.execPath, // this Node, with its flags (e.g. the export condition of a checkout)
+    args: [...process.execArgv, fileURLToPath(new URL("./workers/hash-worker.ts", import.meta.url))],
     fds: { write: 3, read: 4 }, // we write to the worker's fd 3 and read its fd 4
     min: 2,
     max: 2
