@@ -110,7 +110,7 @@ describe.concurrent("examples", () => {
   })
 
   it("python-pool.ts: a pool of four Twisted workers on stdio, called from TypeScript", async () => {
-    const r = await run(node, [Path.join(root, "examples", "python-pool.ts")], { timeoutMillis: 150_000 })
+    const r = await run(node, exampleCommand("python-pool"), { timeoutMillis: 150_000 })
     if (twistedVersion === undefined) {
       assertLines(r, ["SKIPPED python-pool: Twisted is not installed"])
       assert.notStrictEqual(process.env.CI, "true", "Twisted is missing under CI=true: install python3-twisted")
@@ -125,7 +125,7 @@ describe.concurrent("examples", () => {
   }, 160_000) // five processes start: tens of seconds on a loaded 2-core machine
 
   it("node-pool.ts: Node workers over fds 3 and 4; one killed mid-call, the pool replaces it", async () => {
-    const r = await run(node, [Path.join(root, "examples", "node-pool.ts")], { timeoutMillis: 150_000 })
+    const r = await run(node, exampleCommand("node-pool"), { timeoutMillis: 150_000 })
     assertLines(r, [
       "1. 4 hashes from 2 workers; alpha -> a58b1b48cdb8ce8f929f6ae97608b8cf",
       "2. a worker killed mid-call: 1 call answered, 1 failed",
