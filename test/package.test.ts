@@ -92,7 +92,7 @@ describe("the packed package", () => {
       assert.isTrue(files.has(file), `${file} is in the tarball`)
     }
     for (const file of files) {
-      assert.match(file, /^(package\.json|LICENSE|README\.md|CHANGELOG\.md|docs\/conformance\.md|native\/(fdpass\.c|build\.mjs)|dist\/.+|src\/.+\.ts)$/, file)
+      assert.match(file, /^(package\.json|LICENSE|README\.md|CHANGELOG\.md|docs\/conformance\.md|native\/(fdpass\.c|build\.mjs|README\.md)|dist\/.+|src\/.+\.ts)$/, file)
       assert.notMatch(file, /\.tsbuildinfo$|^src\/.*\.js$/, file)
     }
     // every public module is exported, built and typed
