@@ -4,7 +4,7 @@
  *   memory.connection  KiB of server RSS per connection: 2000 connections to the server, one `Sum` call
  *                      answered on each, then all held open; (RSS after − RSS before) / 2000
  *
- * Servers: ours is the conformance server (`node bin/amp.ts serve`, library defaults), Twisted's is the
+ * Servers: ours is the conformance server (`node src/cli/bin.ts serve`, library defaults), Twisted's is the
  * peer of the interop tests (test/twisted/peer.py server), plain Node's is bench/plain/rpc.ts server.
  * Before the "before" sample each server has served 50 short connections (so code loaded and compiled
  * for the first connection is not counted per connection). RSS is VmRSS from /proc/<pid>/status.
@@ -31,7 +31,7 @@ interface ServerSpec {
 }
 
 const servers: Record<"ours" | "twisted" | "plainNode", ServerSpec> = {
-  ours: { name: "effect-amp", command: process.execPath, args: [Path.join(root, "bin", "amp.ts"), "serve", "--port", "0"] },
+  ours: { name: "effect-amp", command: process.execPath, args: [Path.join(root, "src", "cli", "bin.ts"), "serve", "--port", "0"] },
   twisted: { name: "twisted", command: python, args: [Path.join(root, "test", "twisted", "peer.py"), "server", "--port", "0"] },
   plainNode: { name: "plain node", command: process.execPath, args: [Path.join(benchDir, "plain", "rpc.ts"), "server", "--port", "0"] }
 }
