@@ -21,7 +21,7 @@ import type { Box } from "./Box.ts"
 import * as Command from "./Command.ts"
 import type { Snapshot } from "./ConnectionInfo.ts"
 import type { CallError } from "./Dispatcher.ts"
-import { type Core, emptyAnswer, errorCodeOf, errorDescriptionOf, type Step } from "./internal/core.ts"
+import { type Core, emptyAnswer, errorCodeOf, errorDescriptionOf, refused, type Step } from "./internal/core.ts"
 import { Hold, type Inner, type Transition } from "./internal/dispatcher.ts"
 import { wrapDuplex } from "./internal/node.ts"
 import type { SwitchHandler } from "./Responders.ts"
@@ -195,7 +195,7 @@ export const answered = (
   const t = transition as SwitchTransition
   if (answer.has(Command.ERROR)) {
     core.state.to(core.state.tls ? { _tag: "Tls", confirmed: true } : { _tag: "Plain" })
-    return Effect.andThen(Effect.andThen(Deferred.succeed(t.hold.release, true), deliver), Effect.succeed("continue" as const))
+    return refused(t.hold, deliver)
   }
   return Effect.gen(function*() {
     yield* deliver

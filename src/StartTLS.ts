@@ -28,7 +28,7 @@ import { ConnectionEnded } from "./AmpError.ts"
 import type { Box } from "./Box.ts"
 import * as Command from "./Command.ts"
 import type { CallError } from "./Dispatcher.ts"
-import { type Core, emptyAnswer, errorCodeOf, errorDescriptionOf, type Step } from "./internal/core.ts"
+import { type Core, emptyAnswer, errorCodeOf, errorDescriptionOf, refused, type Step } from "./internal/core.ts"
 import { Hold, type Transition } from "./internal/dispatcher.ts"
 import { wrapDuplex } from "./internal/node.ts"
 
@@ -324,7 +324,7 @@ export const answered = (
   const t = transition as TlsTransition
   if (answer.has(Command.ERROR)) {
     core.state.to({ _tag: "Plain" })
-    return Effect.andThen(Effect.andThen(Deferred.succeed(t.hold.release, true), deliver), Effect.succeed("continue" as const))
+    return refused(t.hold, deliver)
   }
   return enter(core, t.hold, leftover(), t.options, (error) => {
     t.failure = error

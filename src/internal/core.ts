@@ -81,6 +81,13 @@ export const phases = (parent: Scope.Scope) => ({
     Effect.andThen(Scope.close(phase.readerScope, Exit.void), Scope.close(phase.writerScope, Exit.void))
 })
 
+/**
+ * Our StartTLS or switch was answered with an error: the held boxes go out (in the same phase), the
+ * caller gets the error answer, and the reader goes on with AMP.
+ */
+export const refused = (hold: Hold, deliver: Effect.Effect<void>): Effect.Effect<Step> =>
+  Effect.andThen(Effect.andThen(Deferred.succeed(hold.release, true), deliver), Effect.succeed("continue" as const))
+
 /** The answer box for a request tag (empty of values): what StartTLS and switches answer with. */
 export const emptyAnswer = (ask: Uint8Array): Box.Box => new Map([[Command.ANSWER, ask]])
 
