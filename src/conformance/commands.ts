@@ -1,5 +1,5 @@
 /**
- * The conformance command set (`shared/spec/conformance-service.md`) as `Command` definitions, with the
+ * The conformance command set (described in `docs/conformance.md`) as `Command` definitions, with the
  * exact wire names and argument types. Twisted's side of the same set is `test/twisted/peer.py`.
  *
  * @since 0.1.0
