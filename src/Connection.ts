@@ -30,7 +30,7 @@ import { type Core, phases } from "./internal/core.ts"
 import type * as Descriptors from "./internal/descriptors.ts"
 import * as Engine from "./internal/dispatcher.ts"
 import * as Lifecycle from "./internal/lifecycle.ts"
-import { connectionObserver } from "./internal/observability.ts"
+import { connectionObserver, type InfoSource } from "./internal/observability.ts"
 import * as Reader from "./internal/reader.ts"
 import { Machine } from "./internal/state.ts"
 import * as Writer from "./internal/writer.ts"
@@ -175,22 +175,24 @@ export const make = Effect.fnUntraced(function*(
   // which then waits forever writing its close event to the released writer.
   const phaseScopes = phases(yield* Scope.fork(scope))
   const role = transport?.role ?? "client"
-  const info: ConnectionInfo["Service"] = { get: Effect.sync(() => core.info) }
+  const info: InfoSource = { get: Effect.sync(() => core.info), current: () => core.info }
   // spans for the transitions, the open-connections gauge, bytes in and out (Observability)
   const observer = yield* connectionObserver(info, role, options)
-  const writer = yield* Writer.make(options?.maxQueuedBoxes, observer.sent)
+  const writer = Writer.make(options?.maxQueuedBoxes, observer.sent)
 
   const outbox: Engine.Outbox = {
-    send: (box, hold) =>
-      Effect.suspend((): Effect.Effect<void, Box.TooLong | Box.InvalidKey | Box.InvalidValue | AmpConnectionLost | ProtocolSwitched> => {
-        if (state.current._tag === "Closed") return Effect.fail(new AmpConnectionLost({ reason: "connection closed" }))
-        if (state.locked) return Effect.fail(new ProtocolSwitched({ reason: SWITCHED }))
-        const size = Box.encodedLength(box)
-        if (typeof size !== "number") return Effect.fail(size)
-        // a switch request locks AMP from the moment it is queued (Twisted)
-        if (hold?.kind === "switch") state.to({ _tag: "SwitchPending", tls: state.tls })
-        return writer.offer(box, hold)
-      }),
+    push: (box, hold) => {
+      if (state.current._tag === "Closed") return new AmpConnectionLost({ reason: "connection closed" })
+      if (state.locked) return new ProtocolSwitched({ reason: SWITCHED })
+      const size = Box.encodedLength(box)
+      if (typeof size !== "number") return size
+      // a switch request locks AMP from the moment it is queued (Twisted)
+      if (hold?.kind === "switch") state.to({ _tag: "SwitchPending", tls: state.tls })
+      writer.push(box, hold)
+      return undefined
+    },
+    full: writer.full,
+    room: writer.room,
     close: (reason, graceful, cause) =>
       requestEnd(graceful ? "flush" : "abort", new ConnectionEnded({ reason, local: true, cause }))
   }

@@ -30,22 +30,35 @@ import { type Any as AnyHandler, isQuit, Responders } from "../Responders.ts"
 import type { FieldsCodec } from "./argument.ts"
 import * as Descriptors from "./descriptors.ts"
 import { asciiUpper, fromLatin1, latin1, pyBytesRepr } from "./bytes.ts"
-import { dispatcherObserver } from "./observability.ts"
+import { dispatcherObserver, type InfoSource } from "./observability.ts"
 import { fromCause, type Outcome, unknown } from "./outcome.ts"
+
+/** Why a box cannot be queued: it cannot be framed, or AMP traffic is over. */
+export type SendError = TooLong | InvalidKey | InvalidValue | AmpConnectionLost | ProtocolSwitched
 
 /** How the dispatcher sends: implemented by the connection. */
 export interface Outbox {
   /**
-   * Queues a box (then `hold`, if given: the writer stops after the box until the hold is released).
-   * Fails, queueing nothing, if the box cannot be framed or AMP traffic is over. May wait when full.
+   * Queues a box (then `hold`, if given: the writer stops after the box until the hold is released)
+   * synchronously; returns the error instead, queueing nothing, if the box cannot be framed or AMP
+   * traffic is over. Never waits: see `full`.
    */
-  readonly send: (
-    box: Box,
-    hold?: Hold
-  ) => Effect.Effect<void, TooLong | InvalidKey | InvalidValue | AmpConnectionLost | ProtocolSwitched>
+  readonly push: (box: Box, hold?: Hold) => SendError | undefined
+  /** Whether the send queue has reached its bound: senders should then wait for `room`. */
+  readonly full: () => boolean
+  /** Waits until the send queue is below its bound. */
+  readonly room: Effect.Effect<void>
   /** Ends the connection; `graceful`: what is queued is written first (Twisted's `loseConnection`). */
   readonly close: (reason: string, graceful: boolean, cause?: unknown) => Effect.Effect<void>
 }
+
+/** Queues a box and waits while the send queue is full. */
+export const send = (outbox: Outbox, box: Box, hold?: Hold): Effect.Effect<void, SendError> =>
+  Effect.suspend(() => {
+    const error = outbox.push(box, hold)
+    if (error !== undefined) return Effect.fail(error)
+    return outbox.full() ? outbox.room : Effect.void
+  })
 
 /** A marker in the send queue: the writer stops there until released (StartTLS and switches). */
 export class Hold {
@@ -86,8 +99,13 @@ export type Inner = (io: { readonly socket: Socket.Socket; readonly info: Snapsh
 /** The connection-facing side of a dispatcher. */
 export interface Engine {
   readonly service: Dispatcher["Service"]
-  /** Handles one incoming box; waits only while the command queue is full. */
-  readonly receive: (box: Box) => Effect.Effect<Step | undefined, AmpProtocolError>
+  /**
+   * Handles one incoming box. `undefined`: done synchronously (the usual case: an answer delivered, a
+   * command answered inline or started in a fiber). Otherwise the reader runs the returned Effect before
+   * the next box: a transition step, a protocol error, a wait while the command queue is full, or a log
+   * and close.
+   */
+  readonly receive: (box: Box) => Effect.Effect<Step | undefined, AmpProtocolError> | undefined
   /** Fails every outstanding call with `AmpConnectionLost(reason)`; later calls fail at once. */
   readonly failAll: (reason: string) => Effect.Effect<void>
   /** After a protocol switch: outstanding and later calls fail with `ProtocolSwitched`. */
@@ -123,7 +141,7 @@ const SWITCHED = "This connection has switched: no AMP traffic allowed."
 /** Creates the engine; handler fibers live in the current scope (closing it interrupts them). */
 export const make = Effect.fnUntraced(function*(
   outbox: Outbox,
-  info: ConnectionInfo["Service"],
+  info: InfoSource,
   options?: Options,
   /** Wraps a switch responder's run (the connection's `amp.switch` server span). */
   switchSpan: (name: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R> = () => (effect) => effect,
@@ -131,24 +149,22 @@ export const make = Effect.fnUntraced(function*(
   descriptors?: Descriptors.State
 ) {
   const responders = yield* Responders
-  const observer = yield* dispatcherObserver(info, options)
+  const observer = yield* dispatcherObserver(info, options, responders.context)
   const valuePool = options?.valuePool
   const maxHandlers = options?.maxConcurrentHandlers ?? DEFAULT_MAX_CONCURRENT_HANDLERS
   const maxQueued = options?.maxQueuedCommands ?? DEFAULT_MAX_QUEUED_COMMANDS
   const maxQueuedBytes = options?.maxQueuedCommandBytes ?? DEFAULT_MAX_QUEUED_COMMAND_BYTES
 
-  // Outstanding calls by tag. The map is only read and changed through this Ref (Ref.modify/update).
+  // Outstanding calls by tag, in a Ref. The Ref always holds this one Map, changed in place: the hot
+  // path (a call, its answer) reads and changes it synchronously, without an Effect per step.
   const outstanding = yield* Ref.make(new Map<string, Pending>())
-  const take = (tag: string) =>
-    Ref.modify(outstanding, (calls): readonly [Pending | undefined, Map<string, Pending>] => {
-      const found = calls.get(tag)
-      if (found !== undefined) calls.delete(tag)
-      return [found, calls]
-    })
+  const calls = Ref.getUnsafe(outstanding)
   const failEvery = (error: AmpConnectionLost | ProtocolSwitched) =>
-    Ref.modify(outstanding, (calls) => [[...calls.values()], new Map<string, Pending>()] as const).pipe(
-      Effect.flatMap((all) => Effect.sync(() => all.forEach((p) => Deferred.doneUnsafe(p.deferred, Exit.fail(error)))))
-    )
+    Effect.sync(() => {
+      const all = [...calls.values()]
+      calls.clear()
+      for (const p of all) Deferred.doneUnsafe(p.deferred, Exit.fail(error))
+    })
 
   let over: AmpConnectionLost | ProtocolSwitched | undefined
   let counter = 0
@@ -179,30 +195,28 @@ export const make = Effect.fnUntraced(function*(
       if (over !== undefined) return Effect.fail(over)
       const tag = nextTag()
       box.set(Command.ASK, fromLatin1(tag))
+      const error = outbox.push(box, transition?.hold)
+      if (error !== undefined) return Effect.fail(error)
       const deferred = Deferred.makeUnsafe<Box, AmpConnectionLost | ProtocolSwitched>()
-      let sent = false
-      return Ref.update(outstanding, (calls) => calls.set(tag, { deferred, transition })).pipe(
-        Effect.andThen(outbox.send(box, transition?.hold)),
-        Effect.flatMap(() => {
-          sent = true
-          return Deferred.await(deferred)
-        }),
-        Effect.onExit((exit) =>
-          Exit.isSuccess(exit) ? Effect.void : Effect.flatMap(take(tag), (found) =>
-            // still outstanding after the request went out: the caller gave up (interrupted, timed
-            // out) and the peer's answer may still come; remember the tag so that answer is ignored
-            Effect.sync(() => {
-              if (found !== undefined && sent) abandon(tag)
-            }))
-        )
-      )
+      const pending: Pending = { deferred, transition }
+      calls.set(tag, pending)
+      const answer = Deferred.await(deferred)
+      return Effect.onInterrupt(outbox.full() ? Effect.andThen(outbox.room, answer) : answer, () =>
+        Effect.sync(() => {
+          // still outstanding after the request went out: the caller gave up (interrupted, timed
+          // out) and the peer's answer may still come; remember the tag so that answer is ignored
+          if (calls.get(tag) === pending) {
+            calls.delete(tag)
+            abandon(tag)
+          }
+        }))
     })
 
   const tell = (box: Map<string, Uint8Array>): Effect.Effect<void, CallError> =>
     Effect.suspend(() => {
       if (over !== undefined) return Effect.fail(over)
       nextTag() // Twisted uses up a tag even when no `_ask` is sent
-      return outbox.send(box)
+      return send(outbox, box)
     })
 
   const withCallSlot = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
@@ -267,35 +281,38 @@ export const make = Effect.fnUntraced(function*(
 
   // --- answers -------------------------------------------------------------------------------------
 
-  const complete = (key: string, box: Box): Effect.Effect<Step | undefined, AmpProtocolError> => {
+  /** Delivers an answer or error box to its caller (synchronously, unless it answers a transition). */
+  const complete = (key: string, box: Box): Effect.Effect<Step | undefined, AmpProtocolError> | undefined => {
     const tagValue = box.get(key)!
     const tag = latin1(tagValue, 0, tagValue.length)
-    const malformed = key === Command.ERROR && (!box.has(Command.ERROR_CODE) || !box.has(Command.ERROR_DESCRIPTION))
-    return Effect.flatMap(Ref.get(outstanding), (calls): Effect.Effect<Step | undefined, AmpProtocolError> => {
-      const found = calls.get(tag)
-      if (found === undefined) {
-        if (abandoned.delete(tag)) return Effect.void as Effect.Effect<undefined> // late answer to a call given up
-        return Effect.fail(new AmpProtocolError({ reason: `${key} for unknown tag ${pyBytesRepr(tagValue)}` }))
-      }
-      // a malformed error box ends the connection: the call stays outstanding and fails with it
-      if (malformed) return Effect.fail(new AmpProtocolError({ reason: "error box without _error_code or _error_description" }))
-      // the entry leaves the map only when it is completed: if the connection ends first (during a
+    const found = calls.get(tag)
+    if (found === undefined) {
+      if (abandoned.delete(tag)) return undefined // late answer to a call given up
+      return Effect.fail(new AmpProtocolError({ reason: `${key} for unknown tag ${pyBytesRepr(tagValue)}` }))
+    }
+    // a malformed error box ends the connection: the call stays outstanding and fails with it
+    if (key === Command.ERROR && (!box.has(Command.ERROR_CODE) || !box.has(Command.ERROR_DESCRIPTION))) {
+      return Effect.fail(new AmpProtocolError({ reason: "error box without _error_code or _error_description" }))
+    }
+    if (found.transition !== undefined) {
+      // the entry leaves the map only when it is completed: if the connection ends first (during the
       // transition), failAll still finds it
-      const deliver = Effect.flatMap(take(tag), (taken) =>
-        Effect.sync(() => {
-          if (taken !== undefined) Deferred.doneUnsafe(taken.deferred, Exit.succeed(box))
-        }))
-      if (found.transition !== undefined) {
-        found.transition.answered = true
-        return Effect.succeed({ _tag: "Answered", transition: found.transition, answer: box, deliver })
-      }
-      return Effect.as(deliver, undefined)
-    })
+      found.transition.answered = true
+      const deliver = Effect.sync(() => {
+        if (calls.get(tag) !== found) return
+        calls.delete(tag)
+        Deferred.doneUnsafe(found.deferred, Exit.succeed(box))
+      })
+      return Effect.succeed({ _tag: "Answered", transition: found.transition, answer: box, deliver })
+    }
+    calls.delete(tag)
+    Deferred.doneUnsafe(found.deferred, Exit.succeed(box))
+    return undefined
   }
 
   // --- commands ------------------------------------------------------------------------------------
 
-  const sendQuietly = (box: Box) => Effect.catch(outbox.send(box), () => Effect.void)
+  const sendQuietly = (box: Box) => Effect.catch(send(outbox, box), () => Effect.void)
 
   const finish = (askTag: Uint8Array | undefined, name: string, outcome: Outcome): Effect.Effect<void> => {
     if (outcome._tag === "Unknown") {
@@ -317,7 +334,7 @@ export const make = Effect.fnUntraced(function*(
       case "Answer":
       case "AnswerThenClose": {
         outcome.box.set(Command.ANSWER, askTag)
-        const sent = Effect.catch(outbox.send(outcome.box), (error) =>
+        const sent = Effect.catch(send(outbox, outcome.box), (error) =>
           error._tag === "TooLong" || error._tag === "InvalidKey" || error._tag === "InvalidValue"
             // Twisted sends nothing and drops the connection when the answer cannot be serialized
             ? Effect.andThen(
@@ -489,24 +506,69 @@ export const make = Effect.fnUntraced(function*(
     responders.handlers.get(name) ??
       (responders.rawByUpperName.size === 0 || name === "StartTLS" ? undefined : responders.rawByUpperName.get(asciiUpper(name)))
 
-  const dispatchCommand = (box: Box, nameBytes: Uint8Array): Effect.Effect<Step | undefined> => {
+  /**
+   * Answers a typed command without a fiber when its handler returns an `Exit` (`Effect.succeed`,
+   * `Effect.fail`: nothing to run). A handler that returns any other Effect runs in a fiber, as every
+   * handler did before. Returns what the reader must still run (a log and close), if anything.
+   */
+  const inline = (box: Box, name: string, handler: Extract<AnyHandler, { _tag: "Handler" }>): Effect.Effect<void> | undefined => {
+    const command: Command.Any = handler.command
+    const askTag = box.get(Command.ASK)
+    const started = observer.now()
+    const args = decodeArgs(command, box)
+    let outcome: Outcome
+    if (isOutcome(args)) outcome = args
+    else {
+      const result = call(handler.handle, args) as Effect.Effect<unknown, unknown>
+      if (!Exit.isExit(result)) {
+        // the handler has work to do: run it in a fiber of its own
+        const run = Effect.map(
+          Effect.exit(result),
+          (exit) => Exit.isSuccess(exit) ? typedOutcome(command, exit.value) : fromCause(command, exit.cause)
+        )
+        start(Effect.flatMap(observer.serve(name, box, run), (o) => finish(askTag, name, o)))
+        return undefined
+      }
+      outcome = Exit.isSuccess(result) ? typedOutcome(command, result.value) : fromCause(command, result.cause)
+    }
+    observer.served(name, box, started, outcome)
+    if (askTag === undefined && outcome._tag === "Answer") return undefined
+    if (askTag !== undefined && (outcome._tag === "Answer" || (outcome._tag === "Error" && !outcome.fatal))) {
+      const answer = outcome._tag === "Answer"
+        ? outcome.box
+        : Command.errorBox(askTag, outcome.code, outcome.description)
+      if (outcome._tag === "Answer") answer.set(Command.ANSWER, askTag)
+      const error = outbox.push(answer)
+      // a closed connection drops the answer (as in a fiber); one that cannot be framed closes
+      if (error === undefined || error._tag === "AmpConnectionLost" || error._tag === "ProtocolSwitched") return undefined
+    }
+    return finish(askTag, name, outcome)
+  }
+
+  const dispatchCommand = (box: Box, nameBytes: Uint8Array): Effect.Effect<Step | undefined> | undefined => {
     const name = latin1(nameBytes, 0, nameBytes.length)
     const handler = locate(name)
-    const run = commandRun(box, nameBytes, name, handler)
     // transitions (StartTLS, switches) and unhandled commands are settled inline, in order
-    if (handler === undefined || handler._tag === "SwitchHandler") return run as Effect.Effect<Step | undefined>
-    if (running < maxHandlers) {
-      start(run as Effect.Effect<void>)
-      return Effect.void as Effect.Effect<undefined>
+    if (handler === undefined || handler._tag === "SwitchHandler") {
+      return commandRun(box, nameBytes, name, handler) as Effect.Effect<Step | undefined>
     }
-    waiting.push({ run: run as Effect.Effect<void>, bytes: boxBytes(box) })
+    if (running < maxHandlers) {
+      if (stopped) return undefined
+      // answered without a fiber if the handler's result is already there, unless the send queue is
+      // full (then a fiber waits for room, and the bounds stay what they are)
+      if (handler._tag === "Handler" && !outbox.full()) return inline(box, name, handler) as Effect.Effect<undefined> | undefined
+      start(commandRun(box, nameBytes, name, handler) as Effect.Effect<void>)
+      return undefined
+    }
+    const run = commandRun(box, nameBytes, name, handler) as Effect.Effect<void>
+    waiting.push({ run, bytes: boxBytes(box) })
     waitingBytes += waiting[waiting.length - 1]!.bytes
-    if (!queueFull()) return Effect.void as Effect.Effect<undefined>
+    if (!queueFull()) return undefined
     room ??= Deferred.makeUnsafe<void>()
     return Effect.as(Deferred.await(room), undefined)
   }
 
-  const receive = (box: Box): Effect.Effect<Step | undefined, AmpProtocolError> => {
+  const receive = (box: Box): Effect.Effect<Step | undefined, AmpProtocolError> | undefined => {
     if (box.has(Command.ANSWER)) return complete(Command.ANSWER, box)
     if (box.has(Command.ERROR)) return complete(Command.ERROR, box)
     const name = box.get(Command.COMMAND)

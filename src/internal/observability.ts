@@ -5,7 +5,7 @@
  * metrics off every hook is the identity.
  * @internal
  */
-import { Cause, Context, Effect, Exit, Metric, Option, type Scope, Tracer } from "effect"
+import { Cause, Clock, Context, Effect, Exit, LogLevel, Metric, Option, References, type Scope, Tracer } from "effect"
 import * as Command from "../Command.ts"
 import type { ConnectionInfo, Snapshot } from "../ConnectionInfo.ts"
 import { Attributes, metrics, type Options, type Outcome, TRACE_CONTEXT_KEY } from "../Observability.ts"
@@ -168,14 +168,28 @@ export interface DispatcherObserver {
   readonly call: <A, E>(command: Command.Any, box: Map<string, Uint8Array> | undefined, effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
   /** Wraps a handler run (inside the handler's context): server span, handler metrics. */
   readonly serve: <O extends HandlerOutcome, R>(name: string, box: ReadonlyMap<string, Uint8Array>, run: Effect.Effect<O, never, R>) => Effect.Effect<O, never, R>
+  /** A timestamp for `served` (milliseconds; 0 when nothing is observed). */
+  readonly now: () => number
+  /**
+   * Records a handler run that finished without running an Effect (its result was an `Exit`), started
+   * at `started` (from `now`): the same server span (started then, ended now) and metrics as `serve`.
+   */
+  readonly served: (name: string, box: ReadonlyMap<string, Uint8Array>, started: number, outcome: HandlerOutcome) => void
 }
 
 const now = (): number => performance.now()
 
+/** A connection's `ConnectionInfo` service, with a synchronous read of its snapshot. */
+export type InfoSource = ConnectionInfo["Service"] & {
+  readonly current: () => Snapshot
+}
+
 /** Builds the dispatcher's observer from its options and the current context. */
 export const dispatcherObserver = (
-  info: ConnectionInfo["Service"],
-  options: Options | undefined
+  info: InfoSource,
+  options: Options | undefined,
+  /** The services the responders captured (handlers run with them over the connection's). */
+  handlerServices: Context.Context<never> = Context.empty()
 ): Effect.Effect<DispatcherObserver> =>
   Effect.map(Effect.context<never>(), (context) => {
     const tracing = options?.disableTracing !== true
@@ -186,40 +200,40 @@ export const dispatcherObserver = (
     // tracer of the context the connection was made in is used for the server spans.
     const connectionTracer = context.mapUnsafe.has(Tracer.TracerKey) ? Context.get(context, Tracer.Tracer) : undefined
     const spanName = (name: string) => prefix === undefined ? name : `${prefix}.${name}`
-    const record = (side: "client" | "server", series: CommandSeries, name: string, outcome: Outcome, started: number) => {
+    /** `active`: the call was counted in the outstanding/active gauge, which it now leaves. */
+    const record = (side: "client" | "server", series: CommandSeries, name: string, outcome: Outcome, started: number, active = true) => {
       outcomeSeries(side, "finished", series, name, outcome).updateUnsafe(1, context)
       outcomeSeries(side, "duration", series, name, outcome).updateUnsafe(now() - started, context)
-      ;(side === "client" ? metrics.clientCallsOutstanding : metrics.serverHandlersActive).updateUnsafe(-1, context)
+      if (active) (side === "client" ? metrics.clientCallsOutstanding : metrics.serverHandlersActive).updateUnsafe(-1, context)
     }
 
     const call: DispatcherObserver["call"] = (command, box, effect) => {
       if (!tracing && !metered) return effect
       const name = command.name
-      const instrumented = (span: Tracer.Span | undefined) =>
-        Effect.suspend(() => {
-          const started = metered ? now() : 0
-          const series = metered ? commandSeries("client", name) : undefined
-          if (series !== undefined) {
-            series.started.updateUnsafe(1, context)
-            metrics.clientCallsOutstanding.updateUnsafe(1, context)
+      // runs when the call starts (inside `useSpan`, or suspended)
+      const instrumented = (span: Tracer.Span | undefined) => {
+        const started = metered ? now() : 0
+        const series = metered ? commandSeries("client", name) : undefined
+        if (series !== undefined) {
+          series.started.updateUnsafe(1, context)
+          metrics.clientCallsOutstanding.updateUnsafe(1, context)
+        }
+        if (span !== undefined && propagate && box !== undefined) box.set(TRACE_CONTEXT_KEY, encodeTraceContext(span))
+        return Effect.onExit(effect, (exit) => {
+          const outcome = callOutcome(command, exit)
+          if (span !== undefined) {
+            span.attribute(Attributes.outcome, outcome)
+            if (outcome !== "ok" && command.compiled.byCode.has(outcome)) span.attribute(Attributes.errorCode, outcome)
           }
-          if (span !== undefined && propagate && box !== undefined) box.set(TRACE_CONTEXT_KEY, encodeTraceContext(span))
-          return Effect.onExit(effect, (exit) => {
-            const outcome = callOutcome(command, exit)
-            if (span !== undefined) {
-              span.attribute(Attributes.outcome, outcome)
-              if (outcome !== "ok" && command.compiled.byCode.has(outcome)) span.attribute(Attributes.errorCode, outcome)
-            }
-            if (series !== undefined) record("client", series, name, outcome, started)
-            return Effect.void
-          })
+          if (series !== undefined) record("client", series, name, outcome, started)
+          return Effect.void
         })
-      if (!tracing) return instrumented(undefined)
-      return Effect.flatMap(info.get, (snapshot) =>
-        Effect.useSpan(spanName(name), {
-          kind: "client",
-          attributes: cachedAttributes(snapshot, name)
-        }, instrumented))
+      }
+      if (!tracing) return Effect.suspend(() => instrumented(undefined))
+      return Effect.useSpan(spanName(name), {
+        kind: "client",
+        attributes: cachedAttributes(info.current(), name)
+      }, instrumented)
     }
 
     const serve: DispatcherObserver["serve"] = (name, box, run) => {
@@ -263,7 +277,50 @@ export const dispatcherObserver = (
       return connectionTracer === undefined ? traced : Effect.withFiber((fiber) =>
         fiber.context.mapUnsafe.has(Tracer.TracerKey) ? traced : Effect.withTracer(traced, connectionTracer))
     }
-    return { call, serve }
+    // what `Effect.useSpan` reads from a handler's fiber, read once from the context handlers run with
+    const handlers = Context.merge(context, handlerServices)
+    const tracerEnabled = Context.get(handlers, References.TracerEnabled)
+    const tracer = Context.get(handlers, Tracer.Tracer)
+    const clock = Context.get(handlers, Clock.Clock)
+    const timing = Context.get(handlers, References.TracerTimingEnabled)
+    const sampledByLevel = !LogLevel.isGreaterThan(Context.get(handlers, Tracer.MinimumTraceLevel), Context.get(handlers, Tracer.CurrentTraceLevel))
+    const envAnnotations = Context.get(handlers, References.TracerSpanAnnotations)
+    const envLinks = Context.get(handlers, References.TracerSpanLinks)
+    const contextParent = Context.getOption(handlers, Tracer.ParentSpan)
+    const noParent = Option.none<Tracer.AnySpan>()
+
+    const servedSpan = (name: string, box: ReadonlyMap<string, Uint8Array>, started: number, outcome: HandlerOutcome): void => {
+      const propagated = propagate ? decodeTraceContext(box.get(TRACE_CONTEXT_KEY)) : undefined
+      const parent = propagated !== undefined ? Option.some<Tracer.AnySpan>(propagated) : contextParent._tag === "Some" ? contextParent : noParent
+      const end = timing ? clock.currentTimeNanosUnsafe() : 0n
+      const span = tracer.span({
+        name: spanName(name),
+        parent,
+        annotations: Context.empty(),
+        links: envLinks.length === 0 ? [] : envLinks.slice(),
+        startTime: timing ? end - BigInt(Math.round((now() - started) * 1e6)) : 0n,
+        kind: "server",
+        root: false,
+        sampled: parent._tag === "Some" && parent.value.sampled === false ? false : sampledByLevel
+      })
+      for (const key in envAnnotations) span.attribute(key, envAnnotations[key])
+      const attributes = cachedAttributes(info.current(), name)
+      for (const key in attributes) span.attribute(key, attributes[key])
+      span.attribute(Attributes.outcome, handlerOutcome(outcome))
+      if (outcome._tag === "Error") span.attribute(Attributes.errorCode, outcome.code)
+      const ok = outcome._tag === "Answer" || outcome._tag === "AnswerThenClose"
+      span.end(end, ok ? Exit.void : Exit.fail(new HandlerFailed(outcome)))
+    }
+    const served: DispatcherObserver["served"] = (name, box, started, outcome) => {
+      if (metered) {
+        // (never active across a turn: the active-handlers gauge is left as it is)
+        const series = commandSeries("server", name)
+        series.started.updateUnsafe(1, context)
+        record("server", series, name, handlerOutcome(outcome), started, false)
+      }
+      if (tracing && tracerEnabled) servedSpan(name, box, started, outcome)
+    }
+    return { call, serve, now: tracing || metered ? now : () => 0, served }
   })
 
 /** What the connection calls. */

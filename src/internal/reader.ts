@@ -30,6 +30,8 @@ interface Batch {
   readonly error: Box.FramingError | undefined
 }
 
+const CONTINUE: Effect.Effect<Step> = Effect.succeed("continue")
+const STOP: Effect.Effect<Step> = Effect.succeed("stop")
 const textEncoder = new TextEncoder()
 const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? textEncoder.encode(chunk) : chunk
 
@@ -83,15 +85,23 @@ export const run = (
       pulled = []
       return rest
     }
-    const next: Effect.Effect<Step, AmpProtocolError | Box.FramingError> = Effect.suspend(() => {
-      if (i >= n) return error ? Effect.fail(error) : Effect.succeed("continue" as const)
-      const index = i++
-      return Effect.flatMap(core.engine.receive(boxes[index]!), (step) =>
-        step === undefined
-          ? next
-          : Effect.flatMap(runStep(step, leftoverAt(index)), (s) => s === "stop" ? Effect.succeed(s) : next))
-    })
-    return next
+    // Boxes are handled synchronously one after the other; only a box whose handling returns an Effect
+    // (a transition, a protocol error, a full command queue) leaves this loop, and it comes back after.
+    const loop = (): Effect.Effect<Step, AmpProtocolError | Box.FramingError> => {
+      while (i < n) {
+        // an answer or a handler may have ended the connection: the shutdown stops this reader
+        if (core.state.ending) return CONTINUE
+        const index = i++
+        const received = core.engine.receive(boxes[index]!)
+        if (received === undefined) continue
+        return Effect.flatMap(received, (step) =>
+          step === undefined
+            ? Effect.suspend(loop)
+            : Effect.flatMap(runStep(step, leftoverAt(index)), (s) => s === "stop" ? STOP : Effect.suspend(loop)))
+      }
+      return error ? Effect.fail(error) : CONTINUE
+    }
+    return Effect.suspend(loop)
   }
 
   return Stream.fromPull(Effect.succeed(nextChunk)).pipe(
