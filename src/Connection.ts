@@ -166,7 +166,16 @@ export const make = Effect.fnUntraced(function*(
   const tlsFromStart = options?.info?.tls === true
   const state = new Machine(tlsFromStart ? { _tag: "Tls", confirmed: true } : { _tag: "Plain" })
   const ends = Lifecycle.makeEnds()
-  const requestEnd = Lifecycle.requestEnd(ends)
+  // The shutdown runs from the first end request on (see `Lifecycle.shutdown`), in a fiber of its own
+  // forked then: an open connection does not keep a fiber parked for it. It always finishes (every wait
+  // in it is bounded) by completing `core.ended`, which the scope's finalizer below waits for.
+  const makeContext = yield* Effect.context<never>()
+  let startShutdown: (() => void) | undefined
+  const requestEnd = Lifecycle.requestEnd(ends, () => {
+    const start = startShutdown
+    startShutdown = undefined
+    start?.()
+  })
   const valuePool = options?.valuePool ?? sharedValuePool()
   let decoder = Box.makeDecoder({ pool: valuePool, pieces: true })
 
@@ -283,17 +292,19 @@ export const make = Effect.fnUntraced(function*(
     scope
   )
 
-  yield* Effect.forkIn(
-    Lifecycle.shutdown(
-      core,
-      ends,
-      { reader: readerFiber, writer: writerFiber },
-      dispatcherScope,
-      phaseScopes.release,
-      options?.closeTimeout ?? Lifecycle.DEFAULT_CLOSE_TIMEOUT
-    ),
-    scope
+  const shutdown = Lifecycle.shutdown(
+    core,
+    ends,
+    { reader: readerFiber, writer: writerFiber },
+    dispatcherScope,
+    phaseScopes.release,
+    options?.closeTimeout ?? Lifecycle.DEFAULT_CLOSE_TIMEOUT
   )
+  startShutdown = () => {
+    Effect.runForkWith(makeContext)(shutdown)
+  }
+  // an end requested before this point (while the fibers were being started) starts it now
+  if (Deferred.isDoneUnsafe(ends.request)) startShutdown()
   yield* Scope.addFinalizer(
     scope,
     Effect.suspend(() =>

@@ -11,7 +11,7 @@
  * (the call-back pattern) never deadlocks below those bounds.
  * @internal
  */
-import { Cause, Context, Deferred, Effect, Exit, FiberSet, Ref, Scope, Semaphore } from "effect"
+import { Cause, Context, Deferred, Effect, Exit, Fiber, Ref, Scope, Semaphore } from "effect"
 import { AmpConnectionLost, AmpProtocolError, ProtocolSwitched, type UnknownRemoteError } from "../AmpError.ts"
 import { type Box, bytesIfPresent, type InvalidKey, type InvalidValue, makeOutgoing, POOLED_MIN_LENGTH, type TooLong } from "../Box.ts"
 import * as Command from "../Command.ts"
@@ -171,8 +171,9 @@ export const make = Effect.fnUntraced(function*(
   const nextTag = (): string => (++counter).toString(16)
   const callSlots = options?.maxOutstandingCalls !== undefined ? yield* Semaphore.make(options.maxOutstandingCalls) : undefined
   // tags of calls abandoned by their caller whose answer has not arrived yet (oldest first, bounded)
-  const abandoned = new Set<string>()
+  let abandoned: Set<string> | undefined
   const abandon = (tag: string) => {
+    abandoned ??= new Set()
     abandoned.add(tag)
     if (abandoned.size > MAX_ABANDONED) abandoned.delete(abandoned.values().next().value!)
   }
@@ -287,7 +288,7 @@ export const make = Effect.fnUntraced(function*(
     const tag = latin1(tagValue, 0, tagValue.length)
     const found = calls.get(tag)
     if (found === undefined) {
-      if (abandoned.delete(tag)) return undefined // late answer to a call given up
+      if (abandoned?.delete(tag) === true) return undefined // late answer to a call given up
       return Effect.fail(new AmpProtocolError({ reason: `${key} for unknown tag ${pyBytesRepr(tagValue)}` }))
     }
     // a malformed error box ends the connection: the call stays outstanding and fails with it
@@ -398,13 +399,19 @@ export const make = Effect.fnUntraced(function*(
 
   // handlers run with the connection's own services (its logger, tracer, …), the responders' captured
   // services over them, and this connection's Dispatcher and ConnectionInfo
-  const handlerContext = Context.merge(
-    Context.merge(yield* Effect.context<never>(), responders.context),
-    Context.make(Dispatcher, service).pipe(Context.add(ConnectionInfo, info))
-  )
+  // services over them, and this connection's Dispatcher and ConnectionInfo (built on first use: an
+  // idle connection, or one whose handlers all answer inline, never needs it)
+  const connectionContext = yield* Effect.context<never>()
+  let handlerContextCache: Context.Context<never> | undefined
+  const handlerContext = (): Context.Context<never> =>
+    handlerContextCache ??= Context.merge(
+      Context.merge(connectionContext, responders.context),
+      Context.make(Dispatcher, service).pipe(Context.add(ConnectionInfo, info))
+    )
   const handlerScope = yield* Effect.scope
-  const handlers = yield* FiberSet.make<void, never>()
-  // closing: queued commands are dropped and no new one starts (runs before the FiberSet's finalizer)
+  // the running handler fibers (interrupted when the scope closes), made on first use
+  let handlers: Set<Fiber.Fiber<void>> | undefined
+  // closing: queued commands are dropped and no new one starts
   let stopped = false
 
   // Commands waiting for a handler slot: a FIFO (array + head index) bounded by count and bytes.
@@ -419,11 +426,13 @@ export const make = Effect.fnUntraced(function*(
   const start = (run: Effect.Effect<void>): void => {
     if (stopped) return
     running++
-    const fiber = Effect.runForkWith(handlerContext)(run)
-    FiberSet.addUnsafe(handlers, fiber)
-    fiber.addObserver(done)
+    const fiber = Effect.runForkWith(handlerContext())(run)
+    if (fiber.pollUnsafe() !== undefined) return done(fiber) // finished without waiting
+    ;(handlers ??= new Set()).add(fiber)
+    fiber.addObserver(() => done(fiber))
   }
-  function done(): void {
+  function done(fiber: Fiber.Fiber<void>): void {
+    handlers?.delete(fiber)
     running--
     if (head < waiting.length) {
       const next = waiting[head]!
@@ -486,7 +495,7 @@ export const make = Effect.fnUntraced(function*(
         const args = decodeArgs(command, box)
         if (isOutcome(args)) return finish(askTag, name, args)
         return Effect.flatMap(
-          Effect.exit(Effect.provideContext(Effect.suspend(() => call(handler.handle, args) as Effect.Effect<unknown, unknown>), handlerContext)),
+          Effect.exit(Effect.provideContext(Effect.suspend(() => call(handler.handle, args) as Effect.Effect<unknown, unknown>), handlerContext())),
           (exit) =>
             Exit.isSuccess(exit)
               ? Effect.succeed<Step>({ _tag: "Switch", ask: askTag, name, inner: exit.value as Inner })
@@ -593,7 +602,10 @@ export const make = Effect.fnUntraced(function*(
         head = 0
         waitingBytes = 0
       }),
-      failAll("connection scope closed")
+      Effect.andThen(
+        failAll("connection scope closed"),
+        Effect.suspend(() => handlers === undefined || handlers.size === 0 ? Effect.void : Fiber.interruptAll([...handlers]))
+      )
     )
   )
 
@@ -612,7 +624,9 @@ export const make = Effect.fnUntraced(function*(
     }),
     request: ask,
     finish,
-    handlerContext,
+    get handlerContext() {
+      return handlerContext()
+    },
     queued: () => waiting.length - head
   } satisfies Engine
 })

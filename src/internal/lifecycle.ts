@@ -25,11 +25,15 @@ export interface Ends {
 
 export const makeEnds = (): Ends => ({ request: Deferred.makeUnsafe(), abort: Deferred.makeUnsafe() })
 
-/** Records an end request (the first one wins; a later abort still cuts the waits short). */
-export const requestEnd = (ends: Ends) => (mode: Mode, end: ConnectionEnded): Effect.Effect<void> =>
+/**
+ * Records an end request (the first one wins; a later abort still cuts the waits short). `onFirst` is
+ * called once, after the first request is recorded (it starts the shutdown).
+ */
+export const requestEnd = (ends: Ends, onFirst: () => void) => (mode: Mode, end: ConnectionEnded): Effect.Effect<void> =>
   Effect.sync(() => {
-    Deferred.doneUnsafe(ends.request, Exit.succeed({ mode, end }))
+    const first = Deferred.doneUnsafe(ends.request, Exit.succeed({ mode, end }))
     if (mode === "abort") Deferred.doneUnsafe(ends.abort, Exit.void)
+    if (first) onFirst()
   })
 
 const socketErrorText = (error: Socket.SocketError): string => {

@@ -18,20 +18,49 @@ export type HandlerOutcome =
   | { readonly _tag: "Unknown"; readonly reason: string }
 
 const MAX_SERIES = 4096
-const series = new Map<string, Metric.Metric<number, unknown>>()
+
+/**
+ * A metric with fixed attributes (labels). `Metric.withAttributes` would copy the whole fiber context
+ * on every update (to add the attributes to it); a series instead keeps, per metric registry and set of
+ * contextual attributes, one small context holding just those two, and updates the metric with it. The
+ * metric's series key (and so what a snapshot shows) is the same as with `withAttributes`.
+ */
+class Series {
+  readonly metric: Metric.Metric<number, any>
+  readonly attributes: Record<string, string>
+  #contexts = new WeakMap<object, WeakMap<object, Context.Context<never>>>()
+  constructor(metric: Metric.Metric<number, any>, attributes: Record<string, string>) {
+    this.metric = metric
+    this.attributes = attributes
+  }
+  updateUnsafe(value: number, context: Context.Context<never>): void {
+    const registry = Context.get(context, Metric.MetricRegistry)
+    const extra = Context.get(context, Metric.CurrentMetricAttributes)
+    let byExtra = this.#contexts.get(registry)
+    if (byExtra === undefined) this.#contexts.set(registry, byExtra = new WeakMap())
+    let small = byExtra.get(extra)
+    if (small === undefined) {
+      small = Context.make(Metric.MetricRegistry, registry).pipe(
+        Context.add(Metric.CurrentMetricAttributes, { ...extra, ...this.attributes })
+      )
+      byExtra.set(extra, small)
+    }
+    this.metric.updateUnsafe(value, small)
+  }
+}
+
+const series = new Map<string, Series>()
 /** A labelled metric, cached (label values are bounded: command names this side knows, outcomes). */
-const labelled = (metric: Metric.Metric<number, any>, attributes: Record<string, string>): Metric.Metric<number, unknown> => {
+const labelled = (metric: Metric.Metric<number, any>, attributes: Record<string, string>): Series => {
   let key = metric.id
   for (const k in attributes) key += `\u0000${k}=${attributes[k]}`
   let found = series.get(key)
   if (found === undefined) {
-    found = Metric.withAttributes(metric, attributes) as Metric.Metric<number, unknown>
+    found = new Series(metric, attributes)
     if (series.size < MAX_SERIES) series.set(key, found)
   }
   return found
 }
-
-type Series = Metric.Metric<number, unknown>
 interface CommandSeries {
   readonly started: Series
   readonly finished: Map<string, Series>
@@ -277,33 +306,46 @@ export const dispatcherObserver = (
       return connectionTracer === undefined ? traced : Effect.withFiber((fiber) =>
         fiber.context.mapUnsafe.has(Tracer.TracerKey) ? traced : Effect.withTracer(traced, connectionTracer))
     }
-    // what `Effect.useSpan` reads from a handler's fiber, read once from the context handlers run with
-    const handlers = Context.merge(context, handlerServices)
-    const tracerEnabled = Context.get(handlers, References.TracerEnabled)
-    const tracer = Context.get(handlers, Tracer.Tracer)
-    const clock = Context.get(handlers, Clock.Clock)
-    const timing = Context.get(handlers, References.TracerTimingEnabled)
-    const sampledByLevel = !LogLevel.isGreaterThan(Context.get(handlers, Tracer.MinimumTraceLevel), Context.get(handlers, Tracer.CurrentTraceLevel))
-    const envAnnotations = Context.get(handlers, References.TracerSpanAnnotations)
-    const envLinks = Context.get(handlers, References.TracerSpanLinks)
-    const contextParent = Context.getOption(handlers, Tracer.ParentSpan)
+    // what `Effect.useSpan` reads from a handler's fiber, read once (on first use) from the context
+    // handlers run with
+    let spanSettings: ReturnType<typeof readSpanSettings> | undefined
+    const readSpanSettings = () => {
+      const handlers = Context.merge(context, handlerServices)
+      return {
+        enabled: Context.get(handlers, References.TracerEnabled),
+        tracer: Context.get(handlers, Tracer.Tracer),
+        clock: Context.get(handlers, Clock.Clock),
+        timing: Context.get(handlers, References.TracerTimingEnabled),
+        sampledByLevel: !LogLevel.isGreaterThan(
+          Context.get(handlers, Tracer.MinimumTraceLevel),
+          Context.get(handlers, Tracer.CurrentTraceLevel)
+        ),
+        annotations: Context.get(handlers, References.TracerSpanAnnotations),
+        links: Context.get(handlers, References.TracerSpanLinks),
+        parent: Context.getOption(handlers, Tracer.ParentSpan)
+      }
+    }
     const noParent = Option.none<Tracer.AnySpan>()
 
     const servedSpan = (name: string, box: ReadonlyMap<string, Uint8Array>, started: number, outcome: HandlerOutcome): void => {
+      const settings = spanSettings ??= readSpanSettings()
+      if (!settings.enabled) return
       const propagated = propagate ? decodeTraceContext(box.get(TRACE_CONTEXT_KEY)) : undefined
-      const parent = propagated !== undefined ? Option.some<Tracer.AnySpan>(propagated) : contextParent._tag === "Some" ? contextParent : noParent
-      const end = timing ? clock.currentTimeNanosUnsafe() : 0n
-      const span = tracer.span({
+      const parent = propagated !== undefined
+        ? Option.some<Tracer.AnySpan>(propagated)
+        : settings.parent._tag === "Some" ? settings.parent : noParent
+      const end = settings.timing ? settings.clock.currentTimeNanosUnsafe() : 0n
+      const span = settings.tracer.span({
         name: spanName(name),
         parent,
         annotations: Context.empty(),
-        links: envLinks.length === 0 ? [] : envLinks.slice(),
-        startTime: timing ? end - BigInt(Math.round((now() - started) * 1e6)) : 0n,
+        links: settings.links.length === 0 ? [] : settings.links.slice(),
+        startTime: settings.timing ? end - BigInt(Math.round((now() - started) * 1e6)) : 0n,
         kind: "server",
         root: false,
-        sampled: parent._tag === "Some" && parent.value.sampled === false ? false : sampledByLevel
+        sampled: parent._tag === "Some" && parent.value.sampled === false ? false : settings.sampledByLevel
       })
-      for (const key in envAnnotations) span.attribute(key, envAnnotations[key])
+      for (const key in settings.annotations) span.attribute(key, settings.annotations[key])
       const attributes = cachedAttributes(info.current(), name)
       for (const key in attributes) span.attribute(key, attributes[key])
       span.attribute(Attributes.outcome, handlerOutcome(outcome))
@@ -318,7 +360,7 @@ export const dispatcherObserver = (
         series.started.updateUnsafe(1, context)
         record("server", series, name, handlerOutcome(outcome), started, false)
       }
-      if (tracing && tracerEnabled) servedSpan(name, box, started, outcome)
+      if (tracing) servedSpan(name, box, started, outcome)
     }
     return { call, serve, now: tracing || metered ? now : () => 0, served }
   })
