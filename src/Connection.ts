@@ -187,7 +187,25 @@ export const make = Effect.fnUntraced(function*(
   const info: InfoSource = { get: Effect.sync(() => core.info), current: () => core.info }
   // spans for the transitions, the open-connections gauge, bytes in and out (Observability)
   const observer = yield* connectionObserver(info, role, options)
-  const writer = Writer.make(options?.maxQueuedBoxes, observer.sent)
+  const writer = Writer.make({
+    maxQueuedBoxes: options?.maxQueuedBoxes,
+    onWrite: observer.sent,
+    // over a Node stream (TCP, Unix, TLS: the current one is `core.raw`) the writer writes to it directly
+    sink: () => core.raw !== undefined ? { _tag: "Stream", stream: core.raw } : { _tag: "Writer", writer: core.phase!.writer },
+    // A write usually fails because the peer closed: what it sent before closing (an error box, a last
+    // answer) is still to be read. Give the reader a moment to reach the end (its end request then
+    // wins, with the peer's reason), and abort only if it does not.
+    onError: (cause) =>
+      Effect.runForkWith(makeContext)(
+        Effect.andThen(
+          Effect.logWarning("AMP: writing to the socket failed; closing the connection", cause),
+          Effect.andThen(
+            Effect.sleep(WRITE_FAILURE_GRACE),
+            requestEnd("abort", new ConnectionEnded({ reason: "write failed", local: false, cause }))
+          )
+        )
+      )
+  })
 
   const outbox: Engine.Outbox = {
     push: (box, hold) => {
@@ -266,23 +284,6 @@ export const make = Effect.fnUntraced(function*(
     }
   }
 
-  const writerFiber = yield* Effect.forkIn(
-    writer.run(() => core.phase!.writer).pipe(
-      // A write usually fails because the peer closed: what it sent before closing (an error box, a
-      // last answer) is still to be read. Give the reader a moment to reach the end (its end request
-      // then wins, with the peer's reason), and abort only if it does not.
-      Effect.catchCause((cause) =>
-        Effect.andThen(
-          Effect.logWarning("AMP: writing to the socket failed; closing the connection", cause),
-          Effect.andThen(
-            Effect.sleep(WRITE_FAILURE_GRACE),
-            requestEnd("abort", new ConnectionEnded({ reason: "write failed", local: false, cause }))
-          )
-        )
-      )
-    ),
-    scope
-  )
   const readerFiber = yield* Effect.forkIn(
     Reader.run(core, () => decoder, runStep, {
       firstBoxTimeout: options?.firstBoxTimeout,
@@ -295,7 +296,7 @@ export const make = Effect.fnUntraced(function*(
   const shutdown = Lifecycle.shutdown(
     core,
     ends,
-    { reader: readerFiber, writer: writerFiber },
+    readerFiber,
     dispatcherScope,
     phaseScopes.release,
     options?.closeTimeout ?? Lifecycle.DEFAULT_CLOSE_TIMEOUT

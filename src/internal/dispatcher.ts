@@ -123,8 +123,13 @@ export interface Engine {
 }
 
 interface Pending {
-  readonly deferred: Deferred.Deferred<Box, AmpConnectionLost | ProtocolSwitched>
+  /**
+   * Completed with the call's result: for a typed call (`command`) the decoded response or the
+   * command's error, decoded where the answer is read; otherwise the raw answer or error box.
+   */
+  readonly deferred: Deferred.Deferred<unknown, unknown>
   readonly transition: Transition | undefined
+  readonly command: Command.Any | undefined
 }
 
 /** A command accepted but waiting for a handler slot. */
@@ -190,16 +195,19 @@ export const make = Effect.fnUntraced(function*(
 
   // --- calling -------------------------------------------------------------------------------------
 
-  /** Sends a request box and waits for the raw answer or error box. */
-  const ask = (box: Map<string, Uint8Array>, transition?: Transition): Effect.Effect<Box, CallError> =>
+  /**
+   * Sends a request box and waits for its result: with `command`, the decoded response (failing with
+   * the command's error); without, the raw answer or error box.
+   */
+  const ask = (box: Map<string, Uint8Array>, transition?: Transition, command?: Command.Any): Effect.Effect<unknown, unknown> =>
     Effect.suspend(() => {
       if (over !== undefined) return Effect.fail(over)
       const tag = nextTag()
       box.set(Command.ASK, fromLatin1(tag))
       const error = outbox.push(box, transition?.hold)
       if (error !== undefined) return Effect.fail(error)
-      const deferred = Deferred.makeUnsafe<Box, AmpConnectionLost | ProtocolSwitched>()
-      const pending: Pending = { deferred, transition }
+      const deferred = Deferred.makeUnsafe<unknown, unknown>()
+      const pending: Pending = { deferred, transition, command }
       calls.set(tag, pending)
       const answer = Deferred.await(deferred)
       return Effect.onInterrupt(outbox.full() ? Effect.andThen(outbox.room, answer) : answer, () =>
@@ -212,6 +220,19 @@ export const make = Effect.fnUntraced(function*(
           }
         }))
     })
+
+  /** A call's result from its answer box (see `Pending.deferred`). */
+  const settle = (command: Command.Any | undefined, answer: Box): Exit.Exit<unknown, unknown> => {
+    if (command === undefined) return Exit.succeed(answer)
+    if (answer.has(Command.ERROR)) return Exit.fail(Command.errorFromWire(command, errorCode(answer), errorDescription(answer)))
+    try {
+      const response = Descriptors.within(descriptors, () => Command.decodeResponseUnsafe(command, answer))
+      recycle(command.compiled.response, answer)
+      return Exit.succeed(response)
+    } catch (e) {
+      return Exit.fail(e)
+    }
+  }
 
   const tell = (box: Map<string, Uint8Array>): Effect.Effect<void, CallError> =>
     Effect.suspend(() => {
@@ -235,20 +256,10 @@ export const make = Effect.fnUntraced(function*(
         return Effect.fail(e as CallError)
       }
       if (!command.requiresAnswer) return observer.call(command, box, tell(box)) as Effect.Effect<any, CallError>
-      return observer.call(command, box, withCallSlot(ask(box)).pipe(
-        Effect.flatMap((answer): Effect.Effect<any, Command.Error<C> | CallError> => {
-          if (answer.has(Command.ERROR)) {
-            return Effect.fail(Command.errorFromWire(command, errorCode(answer), errorDescription(answer)))
-          }
-          try {
-            const response = Descriptors.within(descriptors, () => Command.decodeResponseUnsafe(command, answer))
-            recycle(command.compiled.response, answer)
-            return Effect.succeed(response)
-          } catch (e) {
-            return Effect.fail(e as CallError)
-          }
-        })
-      ))
+      return observer.call(command, box, withCallSlot(ask(box, undefined, command))) as Effect.Effect<
+        Command.Result<C>,
+        Command.Error<C> | CallError
+      >
     })
 
   const callRemoteRaw = (
@@ -263,7 +274,7 @@ export const make = Effect.fnUntraced(function*(
         box.delete(Command.ASK)
         return Effect.as(tell(box), new Map())
       }
-      return withCallSlot(ask(box)).pipe(
+      return withCallSlot(ask(box) as Effect.Effect<Box, CallError>).pipe(
         Effect.flatMap((answer) =>
           answer.has(Command.ERROR)
             ? Effect.fail(
@@ -302,12 +313,12 @@ export const make = Effect.fnUntraced(function*(
       const deliver = Effect.sync(() => {
         if (calls.get(tag) !== found) return
         calls.delete(tag)
-        Deferred.doneUnsafe(found.deferred, Exit.succeed(box))
+        Deferred.doneUnsafe(found.deferred, settle(found.command, box))
       })
       return Effect.succeed({ _tag: "Answered", transition: found.transition, answer: box, deliver })
     }
     calls.delete(tag)
-    Deferred.doneUnsafe(found.deferred, Exit.succeed(box))
+    Deferred.doneUnsafe(found.deferred, settle(found.command, box))
     return undefined
   }
 
@@ -622,7 +633,7 @@ export const make = Effect.fnUntraced(function*(
       idle ??= Deferred.makeUnsafe<void>()
       return Deferred.await(idle)
     }),
-    request: ask,
+    request: (box, transition) => ask(box, transition) as Effect.Effect<Box, CallError>,
     finish,
     get handlerContext() {
       return handlerContext()

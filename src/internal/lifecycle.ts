@@ -110,7 +110,7 @@ export const readerEnded = (core: Core, exit: Exit.Exit<Step, ReadError>): Effec
 export const shutdown = (
   core: Core,
   ends: Ends,
-  fibers: { readonly reader: Fiber.Fiber<void>; readonly writer: Fiber.Fiber<void> },
+  reader: Fiber.Fiber<void>,
   dispatcherScope: Scope.Closeable,
   release: (phase: NonNullable<Core["phase"]>) => Effect.Effect<void>,
   closeTimeout: Duration.Input
@@ -125,17 +125,17 @@ export const shutdown = (
       )
     const wasLocked = core.state.locked
     core.state.close()
-    yield* Fiber.interrupt(fibers.reader)
+    yield* Fiber.interrupt(reader)
     yield* core.engine.failAll(end.reason)
     if (requested === "graceful") yield* bounded(core.engine.awaitIdle)
     yield* Scope.close(dispatcherScope, Exit.void) // interrupts remaining handlers
     if (requested !== "abort" && !wasLocked && !aborted()) {
       yield* core.writer.end
-      yield* bounded(Fiber.join(fibers.writer))
+      yield* bounded(core.writer.drained)
     }
     const mode: Mode = aborted() ? "abort" : requested
     core.state.to({ _tag: "Closed", tls: core.state.tls })
-    yield* Fiber.interrupt(fibers.writer)
+    core.writer.stop()
     const phase = core.phase
     if (phase !== undefined && !wasLocked) {
       if (mode === "abort") yield* Effect.ignore(phase.writer.write(new Socket.CloseEvent(1006)))
