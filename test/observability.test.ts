@@ -16,7 +16,7 @@ import * as Client from "../src/Client.ts"
 import * as Command from "../src/Command.ts"
 import { metrics, TRACE_CONTEXT_KEY } from "../src/Observability.ts"
 import * as Responders from "../src/Responders.ts"
-import { clientHandlers, makeObserved, serverHandlers, Sum, WaitForever } from "./support/commands.ts"
+import { clientHandlers, Delay, makeObserved, serverHandlers, Sum, WaitForever } from "./support/commands.ts"
 import { killRemaining, type Server as ProcessServer, startServer } from "./support/process.ts"
 import { type PairOptions, tcp } from "./support/transports.ts"
 import { describeTwisted, python, twistedDir } from "./support/twisted.ts"
@@ -103,6 +103,38 @@ describe("tracing", () => {
         const connect = rec.one("amp.connect", "client")
         assert.strictEqual(connect.attributes.get("server.address"), `127.0.0.1:${port}`)
         assert.strictEqual(exitTag(connect), "Success")
+      })), 10_000)
+
+  it.live("a handler answered at once (no fiber) and one that suspends: the same server span and metrics", () =>
+    withPair(({ pair, rec }) =>
+      Effect.gen(function*() {
+        // Sum's handler returns Effect.succeed (answered inline); Delay's sleeps (runs in a fiber)
+        assert.strictEqual((yield* pair.client.dispatcher.callRemote(Sum, { a: 2n, b: 3n })).total, 5n)
+        assert.strictEqual((yield* pair.client.dispatcher.callRemote(Delay, { ms: 20n })).ms, 20n)
+        yield* eventually("server spans ended", Effect.sync(() =>
+          rec.named("Sum", "server").concat(rec.named("Delay", "server")).filter((s) => s.status._tag === "Ended").length === 2))
+        for (const name of ["Sum", "Delay"]) {
+          const server = rec.one(name, "server")
+          assert.deepInclude(Object.fromEntries(server.attributes), {
+            "rpc.system.name": "amp",
+            "rpc.method": name,
+            "network.transport": "tcp",
+            "amp.tls": false,
+            "amp.outcome": "ok"
+          })
+          assert.strictEqual(exitTag(server), "Success")
+          if (server.status._tag !== "Ended") return assert.fail("not ended")
+          assert.isTrue(server.status.startTime > 0n && server.status.startTime <= server.status.endTime, `${name}: start <= end`)
+          const finished = yield* value(metrics.serverCallsFinished, { command: name, outcome: "ok" })
+          assert.strictEqual(finished.count, 1, `${name}: finished`)
+          assert.strictEqual((yield* value(metrics.serverCallDuration, { command: name, outcome: "ok" })).count, 1)
+          assert.strictEqual((yield* value(metrics.serverCallsStarted, { command: name })).count, 1)
+        }
+        const delay = rec.one("Delay", "server")
+        if (delay.status._tag === "Ended") {
+          assert.isAtLeast(Number(delay.status.endTime - delay.status.startTime) / 1e6, 15, "the Delay span covers the sleep")
+        }
+        assert.strictEqual((yield* value(metrics.serverHandlersActive)).count, 0)
       })), 10_000)
 
   it.live("a declared error: outcome is its code on both sides, spans end failed", () =>
