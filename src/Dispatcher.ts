@@ -42,7 +42,8 @@ export type CallError =
 /**
  * Dispatcher options (part of every connection's options).
  *
- * Incoming commands: at most `maxConcurrentHandlers` run at once; the others wait in a queue bounded by
+ * Incoming commands: at most `maxConcurrentHandlers` run at once (a handler whose result is an `Exit`,
+ * such as `Effect.succeed(...)`, is answered at once without a fiber); the others wait in a queue bounded by
  * `maxQueuedCommands` and `maxQueuedCommandBytes`. Answers to our own calls never wait behind them, so a
  * handler that calls the peer back while the peer waits (the call-back pattern) is safe at any
  * concurrency below those bounds. Only a full queue stops reading (TCP backpressure), which slows a

@@ -149,6 +149,11 @@ export type Any = Handler<any, any> | RawHandler<any> | SwitchHandler<any, any>
 /**
  * Builds a typed handler.
  *
+ * Gotcha (speed): a handler that returns `Effect.succeed(...)` or `Effect.fail(...)` (an `Exit`: nothing
+ * to run) is answered where its command is read, without a fiber; any other Effect runs in a fiber of
+ * its own (at most `maxConcurrentHandlers` at a time). The function itself is called when the command
+ * is read either way, so do the work inside the returned Effect, not in the function's body.
+ *
  * @since 0.1.0
  * @category constructors
  */
