@@ -151,8 +151,8 @@ export type Any = Handler<any, any> | RawHandler<any> | SwitchHandler<any, any>
  *
  * Gotcha (speed): a handler that returns `Effect.succeed(...)` or `Effect.fail(...)` (an `Exit`: nothing
  * to run) is answered where its command is read, without a fiber; any other Effect runs in a fiber of
- * its own (at most `maxConcurrentHandlers` at a time). The function itself is called when the command
- * is read either way, so do the work inside the returned Effect, not in the function's body.
+ * its own (at most `maxConcurrentHandlers` at a time). Work done in the function's body, before it
+ * returns its Effect, may run while the connection is reading: put real work inside the Effect.
  *
  * @since 0.1.0
  * @category constructors
