@@ -33,9 +33,14 @@ class Series {
     this.metric = metric
     this.attributes = attributes
   }
+  // the last registry and contextual attributes seen, and their small context (the usual case: one)
+  #lastRegistry: object | undefined
+  #lastExtra: object | undefined
+  #lastContext: Context.Context<never> | undefined
   updateUnsafe(value: number, context: Context.Context<never>): void {
     const registry = Context.get(context, Metric.MetricRegistry)
     const extra = Context.get(context, Metric.CurrentMetricAttributes)
+    if (registry === this.#lastRegistry && extra === this.#lastExtra) return this.metric.updateUnsafe(value, this.#lastContext!)
     let byExtra = this.#contexts.get(registry)
     if (byExtra === undefined) this.#contexts.set(registry, byExtra = new WeakMap())
     let small = byExtra.get(extra)
@@ -45,6 +50,9 @@ class Series {
       )
       byExtra.set(extra, small)
     }
+    this.#lastRegistry = registry
+    this.#lastExtra = extra
+    this.#lastContext = small
     this.metric.updateUnsafe(value, small)
   }
 }
