@@ -162,6 +162,31 @@ describe("caller side: protocol violations by the peer", () => {
       yield* expectProtocolError(client, call, /unknown tag b'7'/)
     }), 10_000)
 
+  for (const tag of ["01", "1 ", "+1", "0x1"]) {
+    it.live(`an answer tagged ${JSON.stringify(tag)} is not the answer to call 1 (tags are matched byte for byte)`, () =>
+      Effect.gen(function*() {
+        const { call, client, peer } = yield* setup
+        assert.strictEqual(new TextDecoder().decode(peer.boxes()[0]!.get("_ask")), "1")
+        yield* peer.write(Box.make({ _answer: tag, total: "3" }))
+        yield* expectProtocolError(client, call, /unknown tag/)
+      }), 10_000)
+  }
+
+  it.live("tags are the call counter in lowercase hex: the 26th call is tagged 1a and its answer is matched", () =>
+    Effect.gen(function*() {
+      const { call, client, peer } = yield* setup
+      const more = yield* Effect.forEach(Array.from({ length: 25 }, (_, i) => i), (i) =>
+        Effect.forkChild(client.dispatcher.callRemote(Sum, { a: BigInt(i), b: 0n })))
+      yield* peer.waitForBoxes((boxes) => boxes.length === 26)
+      const tags = peer.boxes().map((box) => new TextDecoder().decode(box.get("_ask")))
+      assert.deepStrictEqual(tags, Array.from({ length: 26 }, (_, i) => (i + 1).toString(16)))
+      yield* peer.write(Box.make({ _answer: "1a", total: "24" }))
+      assert.strictEqual((yield* Fiber.join(more[24]!).pipe(Effect.timeout(5_000))).total, 24n)
+      yield* peer.write(Box.make({ _answer: "1", total: "3" }))
+      assert.strictEqual((yield* Fiber.join(call).pipe(Effect.timeout(5_000))).total, 3n)
+      assert.strictEqual(yield* client.dispatcher.outstanding, 24)
+    }), 10_000)
+
   it.live("a duplicate answer (tag already answered) closes the connection", () =>
     Effect.gen(function*() {
       const { call, client, peer } = yield* setup

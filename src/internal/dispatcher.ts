@@ -162,7 +162,7 @@ export const make = Effect.fnUntraced(function*(
 
   // Outstanding calls by tag, in a Ref. The Ref always holds this one Map, changed in place: the hot
   // path (a call, its answer) reads and changes it synchronously, without an Effect per step.
-  const outstanding = yield* Ref.make(new Map<string, Pending>())
+  const outstanding = yield* Ref.make(new Map<number, Pending>())
   const calls = Ref.getUnsafe(outstanding)
   const failEvery = (error: AmpConnectionLost | ProtocolSwitched) =>
     Effect.sync(() => {
@@ -173,11 +173,12 @@ export const make = Effect.fnUntraced(function*(
 
   let over: AmpConnectionLost | ProtocolSwitched | undefined
   let counter = 0
-  const nextTag = (): string => (++counter).toString(16)
+  // tags are the call counter in lowercase hex on the wire (as Twisted's), numbers in the map
+  const nextTag = (): number => ++counter
   const callSlots = options?.maxOutstandingCalls !== undefined ? yield* Semaphore.make(options.maxOutstandingCalls) : undefined
   // tags of calls abandoned by their caller whose answer has not arrived yet (oldest first, bounded)
-  let abandoned: Set<string> | undefined
-  const abandon = (tag: string) => {
+  let abandoned: Set<number> | undefined
+  const abandon = (tag: number) => {
     abandoned ??= new Set()
     abandoned.add(tag)
     if (abandoned.size > MAX_ABANDONED) abandoned.delete(abandoned.values().next().value!)
@@ -203,7 +204,7 @@ export const make = Effect.fnUntraced(function*(
     Effect.suspend(() => {
       if (over !== undefined) return Effect.fail(over)
       const tag = nextTag()
-      box.set(Command.ASK, fromLatin1(tag))
+      box.set(Command.ASK, hexBytes(tag))
       const error = outbox.push(box, transition?.hold)
       if (error !== undefined) return Effect.fail(error)
       const deferred = Deferred.makeUnsafe<unknown, unknown>()
@@ -296,8 +297,8 @@ export const make = Effect.fnUntraced(function*(
   /** Delivers an answer or error box to its caller (synchronously, unless it answers a transition). */
   const complete = (key: string, box: Box): Effect.Effect<Step | undefined, AmpProtocolError> | undefined => {
     const tagValue = box.get(key)!
-    const tag = latin1(tagValue, 0, tagValue.length)
-    const found = calls.get(tag)
+    const tag = parseTag(tagValue)
+    const found = tag < 0 ? undefined : calls.get(tag)
     if (found === undefined) {
       if (abandoned?.delete(tag) === true) return undefined // late answer to a call given up
       return Effect.fail(new AmpProtocolError({ reason: `${key} for unknown tag ${pyBytesRepr(tagValue)}` }))
@@ -641,6 +642,29 @@ export const make = Effect.fnUntraced(function*(
     queued: () => waiting.length - head
   } satisfies Engine
 })
+
+/** A tag as we send it: the number in lowercase hex digits. */
+const hexBytes = (n: number): Uint8Array => {
+  let digits = 1
+  for (let m = n; m >= 16; m = Math.floor(m / 16)) digits++
+  const out = new Uint8Array(digits)
+  for (let i = digits - 1, m = n; i >= 0; i--, m = Math.floor(m / 16)) out[i] = HEX[m % 16]!
+  return out
+}
+const HEX = new Uint8Array([48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 97, 98, 99, 100, 101, 102])
+/** The number a tag of ours stands for, or -1 if the bytes are not one (not canonical lowercase hex). */
+const parseTag = (bytes: Uint8Array): number => {
+  const n = bytes.length
+  if (n === 0 || n > 13 || bytes[0] === 48) return -1
+  let value = 0
+  for (let i = 0; i < n; i++) {
+    const c = bytes[i]!
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1
+    if (d < 0) return -1
+    value = value * 16 + d
+  }
+  return value
+}
 
 const boxBytes = (box: Box): number => {
   let n = 2
