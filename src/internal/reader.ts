@@ -30,8 +30,8 @@ interface Batch {
   readonly error: Box.FramingError | undefined
 }
 
-const CONTINUE: Effect.Effect<Step> = Effect.succeed("continue")
-const STOP: Effect.Effect<Step> = Effect.succeed("stop")
+const READ_ON: Effect.Effect<boolean> = Effect.succeed(true)
+const STOP_READING: Effect.Effect<boolean> = Effect.succeed(false)
 const textEncoder = new TextEncoder()
 const toBytes = (chunk: Uint8Array | string): Uint8Array => typeof chunk === "string" ? textEncoder.encode(chunk) : chunk
 
@@ -76,7 +76,11 @@ export const run = (
     })
   })
 
-  const processBatch = (batch: Batch): Effect.Effect<Step, AmpProtocolError | Box.FramingError> => {
+  // "stop" once a transition has taken the socket over (the stream then ends)
+  let last: Step = "continue"
+
+  /** Handles the boxes of one chunk; succeeds with whether to read on. */
+  const processBatch = (batch: Batch): Effect.Effect<boolean, AmpProtocolError | Box.FramingError> => {
     const { boxes, ends, bytes, error } = batch
     const n = boxes.length
     let i = 0
@@ -87,35 +91,37 @@ export const run = (
     }
     // Boxes are handled synchronously one after the other; only a box whose handling returns an Effect
     // (a transition, a protocol error, a full command queue) leaves this loop, and it comes back after.
-    const loop = (): Effect.Effect<Step, AmpProtocolError | Box.FramingError> => {
+    const loop = (): Effect.Effect<boolean, AmpProtocolError | Box.FramingError> => {
       while (i < n) {
         // an answer or a handler may have ended the connection: the shutdown stops this reader
-        if (core.state.ending) return CONTINUE
+        if (core.state.ending) return READ_ON
         const index = i++
         const received = core.engine.receive(boxes[index]!)
         if (received === undefined) continue
         return Effect.flatMap(received, (step) =>
           step === undefined
             ? Effect.suspend(loop)
-            : Effect.flatMap(runStep(step, leftoverAt(index)), (s) => s === "stop" ? STOP : Effect.suspend(loop)))
+            : Effect.flatMap(runStep(step, leftoverAt(index)), (s) => {
+              if (s !== "stop") return Effect.suspend(loop)
+              last = "stop"
+              return STOP_READING
+            }))
       }
-      return error ? Effect.fail(error) : CONTINUE
+      return error ? Effect.fail(error) : READ_ON
     }
-    return Effect.suspend(loop)
+    return loop()
   }
 
+  // the box Stream: socket chunks → decoder → boxes, handled chunk by chunk until a transition stops it
   return Stream.fromPull(Effect.succeed(nextChunk)).pipe(
-    Stream.map((bytes): Batch => {
+    Stream.runForEachWhile((bytes) => {
       options.onRead(bytes.length)
       const boxes: Array<Box.Box> = []
       const ends: Array<number> = []
       const error = decoderOf().feed(bytes, boxes, ends)
       if (boxes.length > 0) awaitingFirstBox = false
-      return { bytes, boxes, ends, error }
+      return processBatch({ bytes, boxes, ends, error })
     }),
-    Stream.mapEffect(processBatch),
-    Stream.takeUntil((step) => step === "stop"),
-    Stream.runLast,
-    Effect.map((last) => last._tag === "Some" ? last.value : "continue")
+    Effect.map(() => last)
   )
 }
