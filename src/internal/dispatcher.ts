@@ -30,7 +30,7 @@ import { type Any as AnyHandler, isQuit, Responders } from "../Responders.ts"
 import type { FieldsCodec } from "./argument.ts"
 import * as Descriptors from "./descriptors.ts"
 import { asciiUpper, fromLatin1, latin1, pyBytesRepr } from "./bytes.ts"
-import { dispatcherObserver, type InfoSource } from "./observability.ts"
+import { type CallObservation, dispatcherObserver, type InfoSource } from "./observability.ts"
 import { fromCause, type Outcome, unknown } from "./outcome.ts"
 
 /** Why a box cannot be queued: it cannot be framed, or AMP traffic is over. */
@@ -130,6 +130,8 @@ interface Pending {
   readonly deferred: Deferred.Deferred<unknown, unknown>
   readonly transition: Transition | undefined
   readonly command: Command.Any | undefined
+  /** The call's span and metrics, ended where the call ends (answer, connection lost, interruption). */
+  readonly observation: CallObservation | undefined
 }
 
 /** A command accepted but waiting for a handler slot. */
@@ -168,7 +170,11 @@ export const make = Effect.fnUntraced(function*(
     Effect.sync(() => {
       const all = [...calls.values()]
       calls.clear()
-      for (const p of all) Deferred.doneUnsafe(p.deferred, Exit.fail(error))
+      for (const p of all) {
+        const exit = Exit.fail(error)
+        if (p.observation !== undefined) observer.endCall(p.observation, exit)
+        Deferred.doneUnsafe(p.deferred, exit)
+      }
     })
 
   let over: AmpConnectionLost | ProtocolSwitched | undefined
@@ -198,17 +204,24 @@ export const make = Effect.fnUntraced(function*(
 
   /**
    * Sends a request box and waits for its result: with `command`, the decoded response (failing with
-   * the command's error); without, the raw answer or error box.
+   * the command's error); without, the raw answer or error box. `observe`: the call gets its client span
+   * and metrics (made here, from the caller's fiber, and ended where the call ends).
    */
-  const ask = (box: Map<string, Uint8Array>, transition?: Transition, command?: Command.Any): Effect.Effect<unknown, unknown> =>
-    Effect.suspend(() => {
-      if (over !== undefined) return Effect.fail(over)
+  const ask = (
+    box: Map<string, Uint8Array>,
+    transition?: Transition,
+    command?: Command.Any,
+    observe = false
+  ): Effect.Effect<unknown, unknown> =>
+    Effect.withFiber((fiber) => {
+      const observation = observe ? observer.startCall(command!, box, fiber) : undefined
+      if (over !== undefined) return failed(observation, over)
       const tag = nextTag()
       box.set(Command.ASK, hexBytes(tag))
       const error = outbox.push(box, transition?.hold)
-      if (error !== undefined) return Effect.fail(error)
+      if (error !== undefined) return failed(observation, error)
       const deferred = Deferred.makeUnsafe<unknown, unknown>()
-      const pending: Pending = { deferred, transition, command }
+      const pending: Pending = { deferred, transition, command, observation }
       calls.set(tag, pending)
       const answer = Deferred.await(deferred)
       return Effect.onInterrupt(outbox.full() ? Effect.andThen(outbox.room, answer) : answer, () =>
@@ -218,9 +231,17 @@ export const make = Effect.fnUntraced(function*(
           if (calls.get(tag) === pending) {
             calls.delete(tag)
             abandon(tag)
+            if (observation !== undefined) observer.endCall(observation, INTERRUPTED)
           }
         }))
     })
+
+  /** A call that failed before it was sent. */
+  const failed = (observation: CallObservation | undefined, error: unknown): Effect.Effect<never, unknown> => {
+    const exit = Exit.fail(error)
+    if (observation !== undefined) observer.endCall(observation, exit)
+    return exit
+  }
 
   /** A call's result from its answer box (see `Pending.deferred`). */
   const settle = (command: Command.Any | undefined, answer: Box): Exit.Exit<unknown, unknown> => {
@@ -235,11 +256,15 @@ export const make = Effect.fnUntraced(function*(
     }
   }
 
-  const tell = (box: Map<string, Uint8Array>): Effect.Effect<void, CallError> =>
-    Effect.suspend(() => {
-      if (over !== undefined) return Effect.fail(over)
+  const tell = (box: Map<string, Uint8Array>, command?: Command.Any): Effect.Effect<void, CallError> =>
+    Effect.withFiber((fiber) => {
+      const observation = command === undefined ? undefined : observer.startCall(command, box, fiber)
+      if (over !== undefined) return failed(observation, over) as Effect.Effect<never, CallError>
       nextTag() // Twisted uses up a tag even when no `_ask` is sent
-      return send(outbox, box)
+      const error = outbox.push(box)
+      if (error !== undefined) return failed(observation, error) as Effect.Effect<never, CallError>
+      if (observation !== undefined) observer.endCall(observation, Exit.void)
+      return outbox.full() ? outbox.room : Effect.void
     })
 
   const withCallSlot = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
@@ -256,8 +281,8 @@ export const make = Effect.fnUntraced(function*(
       } catch (e) {
         return Effect.fail(e as CallError)
       }
-      if (!command.requiresAnswer) return observer.call(command, box, tell(box)) as Effect.Effect<any, CallError>
-      return observer.call(command, box, withCallSlot(ask(box, undefined, command))) as Effect.Effect<
+      if (!command.requiresAnswer) return tell(box, command) as Effect.Effect<any, CallError>
+      return withCallSlot(ask(box, undefined, command, true)) as Effect.Effect<
         Command.Result<C>,
         Command.Error<C> | CallError
       >
@@ -314,12 +339,16 @@ export const make = Effect.fnUntraced(function*(
       const deliver = Effect.sync(() => {
         if (calls.get(tag) !== found) return
         calls.delete(tag)
-        Deferred.doneUnsafe(found.deferred, settle(found.command, box))
+        const exit = settle(found.command, box)
+        if (found.observation !== undefined) observer.endCall(found.observation, exit)
+        Deferred.doneUnsafe(found.deferred, exit)
       })
       return Effect.succeed({ _tag: "Answered", transition: found.transition, answer: box, deliver })
     }
     calls.delete(tag)
-    Deferred.doneUnsafe(found.deferred, settle(found.command, box))
+    const exit = settle(found.command, box)
+    if (found.observation !== undefined) observer.endCall(found.observation, exit)
+    Deferred.doneUnsafe(found.deferred, exit)
     return undefined
   }
 
@@ -665,6 +694,9 @@ const parseTag = (bytes: Uint8Array): number => {
   }
   return value
 }
+
+/** How an abandoned call ends (its observation's outcome: `interrupted`). */
+const INTERRUPTED: Exit.Exit<never> = Exit.failCause(Cause.interrupt())
 
 const boxBytes = (box: Box): number => {
   let n = 2

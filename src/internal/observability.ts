@@ -5,7 +5,7 @@
  * metrics off every hook is the identity.
  * @internal
  */
-import { Cause, Clock, Context, Effect, Exit, LogLevel, Metric, Option, References, type Scope, Tracer } from "effect"
+import { Cause, Clock, Context, Effect, Exit, type Fiber, LogLevel, Metric, Option, References, type Scope, Tracer } from "effect"
 import * as Command from "../Command.ts"
 import type { ConnectionInfo, Snapshot } from "../ConnectionInfo.ts"
 import { Attributes, metrics, type Options, type Outcome, TRACE_CONTEXT_KEY } from "../Observability.ts"
@@ -201,8 +201,13 @@ class HandlerFailed extends Error {
 
 /** What the dispatcher calls. */
 export interface DispatcherObserver {
-  /** Wraps a call: client span, call metrics; with propagation on, adds the trace key to `box`. */
-  readonly call: <A, E>(command: Command.Any, box: Map<string, Uint8Array> | undefined, effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
+  /**
+   * Starts observing a call made by `fiber` (its client span, under the fiber's current span, and the
+   * call metrics); with propagation on, adds the trace key to `box`. Undefined when nothing is observed.
+   */
+  readonly startCall: (command: Command.Any, box: Map<string, Uint8Array>, fiber: Fiber.Fiber<unknown, unknown>) => CallObservation | undefined
+  /** Ends a call's observation with how the call ended (once per started call). */
+  readonly endCall: (observation: CallObservation, exit: Exit.Exit<unknown, unknown>) => void
   /** Wraps a handler run (inside the handler's context): server span, handler metrics. */
   readonly serve: <O extends HandlerOutcome, R>(name: string, box: ReadonlyMap<string, Uint8Array>, run: Effect.Effect<O, never, R>) => Effect.Effect<O, never, R>
   /** A timestamp for `served` (milliseconds; 0 when nothing is observed). */
@@ -214,7 +219,61 @@ export interface DispatcherObserver {
   readonly served: (name: string, box: ReadonlyMap<string, Uint8Array>, started: number, outcome: HandlerOutcome) => void
 }
 
+/** One observed call: what `endCall` needs. */
+export interface CallObservation {
+  readonly command: Command.Any
+  readonly span: Tracer.Span | undefined
+  /** The settings the span was made with (its clock). */
+  readonly settings: SpanSettings | undefined
+  readonly started: number
+  readonly series: CommandSeries | undefined
+}
+
 const now = (): number => performance.now()
+
+/** What `Effect.useSpan` reads from a fiber to make a span, read through `get` (a fiber's or a context's refs). */
+const spanSettings = (get: <A>(ref: Context.Reference<A>) => A) => ({
+  enabled: get(References.TracerEnabled),
+  tracer: get(Tracer.Tracer),
+  clock: get(Clock.Clock),
+  timing: get(References.TracerTimingEnabled),
+  sampledByLevel: !LogLevel.isGreaterThan(get(Tracer.MinimumTraceLevel), get(Tracer.CurrentTraceLevel)),
+  annotations: get(References.TracerSpanAnnotations),
+  links: get(References.TracerSpanLinks)
+})
+type SpanSettings = ReturnType<typeof spanSettings>
+
+const noParent = Option.none<Tracer.AnySpan>()
+/** The parent a new span gets under `span` (skipping spans that disable propagation), as Effect does. */
+const parentUnder = (span: Tracer.AnySpan | undefined): Option.Option<Tracer.AnySpan> => {
+  if (span === undefined) return noParent
+  if (!Context.get(span.annotations, Tracer.DisablePropagation)) return Option.some(span)
+  return span._tag === "Span" ? parentUnder(Option.getOrUndefined(span.parent)) : noParent
+}
+
+/** Makes a span as `Effect.useSpan` would (same tracer, parent, sampling, environment attributes). */
+const makeSpan = (
+  settings: SpanSettings,
+  name: string,
+  kind: Tracer.SpanKind,
+  parent: Option.Option<Tracer.AnySpan>,
+  startTime: bigint,
+  attributes: Record<string, unknown>
+): Tracer.Span => {
+  const span = settings.tracer.span({
+    name,
+    parent,
+    annotations: Context.empty(),
+    links: settings.links.length === 0 ? [] : settings.links.slice(),
+    startTime,
+    kind,
+    root: false,
+    sampled: parent._tag === "Some" && parent.value.sampled === false ? false : settings.sampledByLevel
+  })
+  for (const key in settings.annotations) span.attribute(key, settings.annotations[key])
+  for (const key in attributes) span.attribute(key, attributes[key])
+  return span
+}
 
 /** A connection's `ConnectionInfo` service, with a synchronous read of its snapshot. */
 export type InfoSource = ConnectionInfo["Service"] & {
@@ -244,33 +303,34 @@ export const dispatcherObserver = (
       if (active) (side === "client" ? metrics.clientCallsOutstanding : metrics.serverHandlersActive).updateUnsafe(-1, context)
     }
 
-    const call: DispatcherObserver["call"] = (command, box, effect) => {
-      if (!tracing && !metered) return effect
-      const name = command.name
-      // runs when the call starts (inside `useSpan`, or suspended)
-      const instrumented = (span: Tracer.Span | undefined) => {
-        const started = metered ? now() : 0
-        const series = metered ? commandSeries("client", name) : undefined
-        if (series !== undefined) {
-          series.started.updateUnsafe(1, context)
-          metrics.clientCallsOutstanding.updateUnsafe(1, context)
+    const startCall: DispatcherObserver["startCall"] = (command, box, fiber) => {
+      let span: Tracer.Span | undefined
+      let settings: SpanSettings | undefined
+      if (tracing) {
+        settings = spanSettings((ref) => fiber.getRef(ref))
+        if (settings.enabled) {
+          const parent = parentUnder(Option.getOrUndefined(Context.getOption(fiber.context, Tracer.ParentSpan)))
+          const start = settings.timing ? settings.clock.currentTimeNanosUnsafe() : 0n
+          span = makeSpan(settings, spanName(command.name), "client", parent, start, cachedAttributes(info.current(), command.name))
+          if (propagate) box.set(TRACE_CONTEXT_KEY, encodeTraceContext(span))
         }
-        if (span !== undefined && propagate && box !== undefined) box.set(TRACE_CONTEXT_KEY, encodeTraceContext(span))
-        return Effect.onExit(effect, (exit) => {
-          const outcome = callOutcome(command, exit)
-          if (span !== undefined) {
-            span.attribute(Attributes.outcome, outcome)
-            if (outcome !== "ok" && command.compiled.byCode.has(outcome)) span.attribute(Attributes.errorCode, outcome)
-          }
-          if (series !== undefined) record("client", series, name, outcome, started)
-          return Effect.void
-        })
       }
-      if (!tracing) return Effect.suspend(() => instrumented(undefined))
-      return Effect.useSpan(spanName(name), {
-        kind: "client",
-        attributes: cachedAttributes(info.current(), name)
-      }, instrumented)
+      const series = metered ? commandSeries("client", command.name) : undefined
+      if (series !== undefined) {
+        series.started.updateUnsafe(1, context)
+        metrics.clientCallsOutstanding.updateUnsafe(1, context)
+      }
+      return span === undefined && series === undefined ? undefined : { command, span, settings, started: metered ? now() : 0, series }
+    }
+    const endCall: DispatcherObserver["endCall"] = (observation, exit) => {
+      const { command, series, settings, span } = observation
+      const outcome = callOutcome(command, exit)
+      if (span !== undefined) {
+        span.attribute(Attributes.outcome, outcome)
+        if (outcome !== "ok" && command.compiled.byCode.has(outcome)) span.attribute(Attributes.errorCode, outcome)
+        span.end(settings !== undefined && settings.timing ? settings.clock.currentTimeNanosUnsafe() : 0n, exit)
+      }
+      if (series !== undefined) record("client", series, command.name, outcome, observation.started)
     }
 
     const serve: DispatcherObserver["serve"] = (name, box, run) => {
@@ -316,46 +376,22 @@ export const dispatcherObserver = (
     }
     // what `Effect.useSpan` reads from a handler's fiber, read once (on first use) from the context
     // handlers run with
-    let spanSettings: ReturnType<typeof readSpanSettings> | undefined
-    const readSpanSettings = () => {
-      const handlers = Context.merge(context, handlerServices)
-      return {
-        enabled: Context.get(handlers, References.TracerEnabled),
-        tracer: Context.get(handlers, Tracer.Tracer),
-        clock: Context.get(handlers, Clock.Clock),
-        timing: Context.get(handlers, References.TracerTimingEnabled),
-        sampledByLevel: !LogLevel.isGreaterThan(
-          Context.get(handlers, Tracer.MinimumTraceLevel),
-          Context.get(handlers, Tracer.CurrentTraceLevel)
-        ),
-        annotations: Context.get(handlers, References.TracerSpanAnnotations),
-        links: Context.get(handlers, References.TracerSpanLinks),
-        parent: Context.getOption(handlers, Tracer.ParentSpan)
-      }
-    }
-    const noParent = Option.none<Tracer.AnySpan>()
-
+    let handlerSpans: { readonly settings: SpanSettings; readonly parent: Option.Option<Tracer.AnySpan> } | undefined
     const servedSpan = (name: string, box: ReadonlyMap<string, Uint8Array>, started: number, outcome: HandlerOutcome): void => {
-      const settings = spanSettings ??= readSpanSettings()
+      if (handlerSpans === undefined) {
+        const handlers = Context.merge(context, handlerServices)
+        handlerSpans = {
+          settings: spanSettings((ref) => Context.get(handlers, ref)),
+          parent: parentUnder(Option.getOrUndefined(Context.getOption(handlers, Tracer.ParentSpan)))
+        }
+      }
+      const { parent: contextParent, settings } = handlerSpans
       if (!settings.enabled) return
       const propagated = propagate ? decodeTraceContext(box.get(TRACE_CONTEXT_KEY)) : undefined
-      const parent = propagated !== undefined
-        ? Option.some<Tracer.AnySpan>(propagated)
-        : settings.parent._tag === "Some" ? settings.parent : noParent
+      const parent = propagated !== undefined ? Option.some<Tracer.AnySpan>(propagated) : contextParent
       const end = settings.timing ? settings.clock.currentTimeNanosUnsafe() : 0n
-      const span = settings.tracer.span({
-        name: spanName(name),
-        parent,
-        annotations: Context.empty(),
-        links: settings.links.length === 0 ? [] : settings.links.slice(),
-        startTime: settings.timing ? end - BigInt(Math.round((now() - started) * 1e6)) : 0n,
-        kind: "server",
-        root: false,
-        sampled: parent._tag === "Some" && parent.value.sampled === false ? false : settings.sampledByLevel
-      })
-      for (const key in settings.annotations) span.attribute(key, settings.annotations[key])
-      const attributes = cachedAttributes(info.current(), name)
-      for (const key in attributes) span.attribute(key, attributes[key])
+      const start = settings.timing ? end - BigInt(Math.round((now() - started) * 1e6)) : 0n
+      const span = makeSpan(settings, spanName(name), "server", parent, start, cachedAttributes(info.current(), name))
       span.attribute(Attributes.outcome, handlerOutcome(outcome))
       if (outcome._tag === "Error") span.attribute(Attributes.errorCode, outcome.code)
       const ok = outcome._tag === "Answer" || outcome._tag === "AnswerThenClose"
@@ -370,7 +406,7 @@ export const dispatcherObserver = (
       }
       if (tracing) servedSpan(name, box, started, outcome)
     }
-    return { call, serve, now: tracing || metered ? now : () => 0, served }
+    return { startCall, endCall, serve, now: tracing || metered ? now : () => 0, served }
   })
 
 /** What the connection calls. */
