@@ -292,6 +292,9 @@ const Pieces = 4
 const KEY_CACHE_SIZE = 512
 const KEY_CACHE_MAX_LENGTH = 32
 const keyCache: Array<string> = new Array<string>(KEY_CACHE_SIZE).fill("")
+// the bytes of each cached key, back to back (slot s at s * KEY_CACHE_MAX_LENGTH): comparing bytes with
+// bytes is cheaper than with `charCodeAt`
+const keyCacheBytes = new Uint8Array(KEY_CACHE_SIZE * KEY_CACHE_MAX_LENGTH)
 
 const keyString = (chunk: Uint8Array, start: number, length: number): string => {
   if (length > KEY_CACHE_MAX_LENGTH) return latin1(chunk, start, start + length)
@@ -299,13 +302,15 @@ const keyString = (chunk: Uint8Array, start: number, length: number): string => 
   const slot = (length * 31 + chunk[start]! * 7 + chunk[last]! * 3 + chunk[start + (length >> 1)]!) &
     (KEY_CACHE_SIZE - 1)
   const cached = keyCache[slot]!
+  const at = slot * KEY_CACHE_MAX_LENGTH
   if (cached.length === length) {
     let j = 0
-    while (j < length && cached.charCodeAt(j) === chunk[start + j]) j++
+    while (j < length && keyCacheBytes[at + j] === chunk[start + j]) j++
     if (j === length) return cached
   }
   const key = latin1(chunk, start, start + length)
   keyCache[slot] = key
+  for (let j = 0; j < length; j++) keyCacheBytes[at + j] = chunk[start + j]!
   return key
 }
 
@@ -402,17 +407,23 @@ export const makeDecoder = (options?: {
   const feed = (chunk: Uint8Array, out: Array<Box>, ends?: Array<number>): FramingError | undefined => {
     if (failed) return failed
     const n = chunk.length
+    // read once: `buffer` is an accessor, not a field
+    const buffer = chunk.buffer
+    const base = chunk.byteOffset
     let i = 0
     while (i < n) {
       if (state === KeyLength && half < 0) {
-        // fast path: entries whole inside this chunk, no state kept between them
+        // fast path: entries whole inside this chunk, no state kept between them (in locals, not
+        // the closure's variables, until the loop ends)
+        let current = box
+        let lastEnd = -1
         while (i + 2 <= n) {
           const k = (chunk[i]! << 8) | chunk[i + 1]!
           if (k === 0) {
-            out.push(box ?? new Map())
-            box = undefined
+            out.push(current ?? new Map())
+            current = undefined
             i += 2
-            boxStart = consumed + i
+            lastEnd = i
             if (ends !== undefined) ends.push(i)
             continue
           }
@@ -420,11 +431,13 @@ export const makeDecoder = (options?: {
           if (k > MAX_KEY_LENGTH || at + 2 > n) break
           const v = (chunk[at]! << 8) | chunk[at + 1]!
           if (at + 2 + v > n) break
-          if (box === undefined) box = new Map()
+          if (current === undefined) current = new Map()
           // a view, not a copy (and cheaper than `subarray`, which looks up a species constructor)
-          box.set(keyString(chunk, i + 2, k), new Uint8Array(chunk.buffer, chunk.byteOffset + at + 2, v))
+          current.set(keyString(chunk, i + 2, k), new Uint8Array(buffer, base + at + 2, v))
           i = at + 2 + v
         }
+        box = current
+        if (lastEnd >= 0) boxStart = consumed + lastEnd
         if (i >= n) break
       }
       switch (state) {
@@ -470,11 +483,11 @@ export const makeDecoder = (options?: {
           } else {
             if (i + len <= n) {
               // a view, not a copy (and cheaper than `subarray`, which looks up a species constructor)
-              box!.set(key, new Uint8Array(chunk.buffer, chunk.byteOffset + i, len))
+              box!.set(key, new Uint8Array(buffer, base + i, len))
               i += len
               state = KeyLength
             } else if (keepPieces && len >= POOLED_MIN_LENGTH) {
-              pieceList = [new Uint8Array(chunk.buffer, chunk.byteOffset + i, n - i)]
+              pieceList = [new Uint8Array(buffer, base + i, n - i)]
               pieceMissing = len - (n - i)
               i = n
               state = Pieces
@@ -488,7 +501,7 @@ export const makeDecoder = (options?: {
         }
         case Pieces: {
           const take = Math.min(pieceMissing, n - i)
-          pieceList!.push(new Uint8Array(chunk.buffer, chunk.byteOffset + i, take))
+          pieceList!.push(new Uint8Array(buffer, base + i, take))
           pieceMissing -= take
           i += take
           if (pieceMissing === 0) {
