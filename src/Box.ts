@@ -13,6 +13,7 @@ import { pyBytesRepr } from "./internal/bytes.ts"
 import * as Decoding from "./internal/decoder.ts"
 import * as Encoder from "./internal/encoder.ts"
 import { LazyBox, OutgoingBox } from "./internal/lazyBox.ts"
+import type { OutputPool } from "./internal/outputPool.ts"
 import type { ValuePool } from "./internal/valuePool.ts"
 
 /**
@@ -188,6 +189,47 @@ export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => Encode
  * @category encoding
  */
 export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array> => Encoder.encodeChunks(boxes, toError)
+
+/**
+ * Serializes boxes exactly like {@link encodeChunksUnsafe}, but packs them into a buffer taken from
+ * `pool` (see {@link OutputPool}) instead of a fresh one: for a connection's writer, which hands the
+ * chunks back with `pool.release(chunks)` once the socket has written them. Throws like
+ * {@link encodeChunksUnsafe} (then nothing is taken from the pool).
+ *
+ * @example
+ * ```ts
+ * import { Box } from "effect-amp"
+ * const pool = Box.makeOutputPool()
+ * const chunks = Box.encodeChunksPooled([Box.make({ _ask: "1", _command: "Sum", a: "13", b: "81" })], pool)
+ * // socket.write(...chunks), and once the socket is done with them (its write callback):
+ * pool.release(chunks)
+ * ```
+ *
+ * @since 0.2.0
+ * @category encoding
+ */
+export const encodeChunksPooled = (boxes: ReadonlyArray<Box>, pool: OutputPool): Array<Uint8Array> =>
+  Encoder.encodeChunks(boxes, toError, pool.take)
+
+export {
+  /**
+   * Creates an {@link OutputPool}: buffers in power-of-two size classes from 4 KiB to 8 MiB, at most
+   * `maxIdleBytes` (default 4 MiB) kept idle. Outputs under 4 KiB or over 8 MiB are not pooled. Share
+   * one pool among all the connections of a process. See `src/internal/outputPool.ts`.
+   *
+   * @since 0.2.0
+   * @category encoding
+   */
+  makeOutputPool,
+  /**
+   * A recycler for the buffers {@link encodeChunksPooled} packs boxes into: nothing is reused until
+   * handed back with `release(chunks)`, which must wait until the transport has written them.
+   *
+   * @since 0.2.0
+   * @category encoding
+   */
+  type OutputPool
+} from "./internal/outputPool.ts"
 
 /**
  * Serializes one box; throws `TooLong` / `InvalidKey` / `InvalidValue`. See {@link encode}.

@@ -215,9 +215,13 @@ export const encodeAll = (boxes: ReadonlyArray<Box>, fail: (fault: Fault) => Err
 /**
  * Encodes boxes as a list of arrays whose concatenation is their encoding (for a gather write): values
  * of 16 KiB or more (bytes, not pending text) are referenced, everything else is packed into one
- * fresh buffer. Each box is read once. Throws the first fault.
+ * buffer from `alloc` (default: a fresh one). Each box is read once. Throws the first fault.
  */
-export const encodeChunks = (boxes: ReadonlyArray<Box>, fail: (fault: Fault) => Error): Array<Uint8Array> =>
+export const encodeChunks = (
+  boxes: ReadonlyArray<Box>,
+  fail: (fault: Fault) => Error,
+  alloc: (length: number) => Uint8Array = allocUninitialized
+): Array<Uint8Array> =>
   withScratch(() => {
     // sizes first (validating every box before anything is built), counting referenced values apart
     let copied = 0
@@ -233,7 +237,7 @@ export const encodeChunks = (boxes: ReadonlyArray<Box>, fail: (fault: Fault) => 
         }
       }
     }
-    const out = allocUninitialized(copied)
+    const out = alloc(copied)
     if (referenced === 0) {
       // the last box is still collected: write the others (collecting each again), then it
       const last = boxes.length - 1
