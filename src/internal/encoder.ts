@@ -183,15 +183,26 @@ const withScratch = <A>(f: () => A): A => {
 /** The encoded length of `box`, or why it cannot be framed. */
 export const measure = (box: Box): number | Fault => withScratch(() => collect(box))
 
+const encodeOneCollected = (box: Box, fail: (fault: Fault) => Error): Uint8Array => {
+  const n = collect(box)
+  if (typeof n !== "number") throw fail(n)
+  const out = allocUninitialized(n)
+  if (writeCollected(out, 0) !== n) throw new Error("AMP box changed while it was being encoded")
+  return out
+}
+
 /** Encodes one box into a fresh exact-size array; throws the fault. */
-export const encodeOne = (box: Box, fail: (fault: Fault) => Error): Uint8Array =>
-  withScratch(() => {
-    const n = collect(box)
-    if (typeof n !== "number") throw fail(n)
-    const out = allocUninitialized(n)
-    if (writeCollected(out, 0) !== n) throw new Error("AMP box changed while it was being encoded")
-    return out
-  })
+export const encodeOne = (box: Box, fail: (fault: Fault) => Error): Uint8Array => {
+  if (busy) return withScratch(() => encodeOneCollected(box, fail))
+  // `withScratch` inlined: no closure per call on this, the commonest path
+  busy = true
+  try {
+    return encodeOneCollected(box, fail)
+  } finally {
+    release()
+    busy = false
+  }
+}
 
 /** Encodes boxes back to back into one fresh array; throws the first fault (then nothing is encoded). */
 export const encodeAll = (boxes: ReadonlyArray<Box>, fail: (fault: Fault) => Error): Uint8Array =>
