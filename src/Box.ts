@@ -9,10 +9,12 @@
  * @since 0.1.0
  */
 import { Effect, Schema, Stream } from "effect"
-import { latin1, pyBytesRepr } from "./internal/bytes.ts"
+import { pyBytesRepr } from "./internal/bytes.ts"
+import * as Decoding from "./internal/decoder.ts"
 import * as Encoder from "./internal/encoder.ts"
 import { LazyBox, OutgoingBox } from "./internal/lazyBox.ts"
-import { POOLED_MIN_LENGTH, type ValuePool } from "./internal/valuePool.ts"
+import type { OutputPool } from "./internal/outputPool.ts"
+import type { ValuePool } from "./internal/valuePool.ts"
 
 /**
  * A box: wire keys (latin1 strings) to raw values. Boxes decoded from the wire are `Map`s whose values
@@ -29,7 +31,6 @@ export const MAX_KEY_LENGTH = 0xff
 export const MAX_VALUE_LENGTH = 0xffff
 
 const textEncoder = new TextEncoder()
-const allocUninitialized = Encoder.allocUninitialized
 
 /**
  * Builds a box from a record or from entries. String values are UTF-8 encoded; keys are taken as given
@@ -190,6 +191,47 @@ export const encodeAllUnsafe = (boxes: ReadonlyArray<Box>): Uint8Array => Encode
 export const encodeChunksUnsafe = (boxes: ReadonlyArray<Box>): Array<Uint8Array> => Encoder.encodeChunks(boxes, toError)
 
 /**
+ * Serializes boxes exactly like {@link encodeChunksUnsafe}, but packs them into a buffer taken from
+ * `pool` (see {@link OutputPool}) instead of a fresh one: for a connection's writer, which hands the
+ * chunks back with `pool.release(chunks)` once the socket has written them. Throws like
+ * {@link encodeChunksUnsafe} (then nothing is taken from the pool).
+ *
+ * @example
+ * ```ts
+ * import { Box } from "effect-amp"
+ * const pool = Box.makeOutputPool()
+ * const chunks = Box.encodeChunksPooled([Box.make({ _ask: "1", _command: "Sum", a: "13", b: "81" })], pool)
+ * // socket.write(...chunks), and once the socket is done with them (its write callback):
+ * pool.release(chunks)
+ * ```
+ *
+ * @since 0.2.0
+ * @category encoding
+ */
+export const encodeChunksPooled = (boxes: ReadonlyArray<Box>, pool: OutputPool): Array<Uint8Array> =>
+  Encoder.encodeChunks(boxes, toError, pool.take)
+
+export {
+  /**
+   * Creates an {@link OutputPool}: buffers in power-of-two size classes from 4 KiB to 8 MiB, at most
+   * `maxIdleBytes` (default 4 MiB) kept idle. Outputs under 4 KiB or over 8 MiB are not pooled. Share
+   * one pool among all the connections of a process. See `src/internal/outputPool.ts`.
+   *
+   * @since 0.2.0
+   * @category encoding
+   */
+  makeOutputPool,
+  /**
+   * A recycler for the buffers {@link encodeChunksPooled} packs boxes into: nothing is reused until
+   * handed back with `release(chunks)`, which must wait until the transport has written them.
+   *
+   * @since 0.2.0
+   * @category encoding
+   */
+  type OutputPool
+} from "./internal/outputPool.ts"
+
+/**
  * Serializes one box; throws `TooLong` / `InvalidKey` / `InvalidValue`. See {@link encode}.
  *
  * @since 0.1.0
@@ -279,36 +321,6 @@ export const pieces = (box: Box, key: string): ReadonlyArray<Uint8Array> | undef
 export const bytesIfPresent = (box: Box, key: string): Uint8Array | undefined =>
   box instanceof LazyBox && box.pendingOf(key) !== undefined ? undefined : box.get(key)
 
-// decoder states
-const KeyLength = 0
-const Key = 1
-const ValueLength = 2
-const Value = 3
-const Pieces = 4
-
-// Keys repeat (`_ask`, `_command`, argument names), so the decoder reuses the string it made last time
-// for the same short key bytes: no new string per key, and Maps reuse the string's cached hash. A small
-// direct-mapped cache shared by all decoders; a miss just builds the string and replaces the slot.
-const KEY_CACHE_SIZE = 512
-const KEY_CACHE_MAX_LENGTH = 32
-const keyCache: Array<string> = new Array<string>(KEY_CACHE_SIZE).fill("")
-
-const keyString = (chunk: Uint8Array, start: number, length: number): string => {
-  if (length > KEY_CACHE_MAX_LENGTH) return latin1(chunk, start, start + length)
-  const last = start + length - 1
-  const slot = (length * 31 + chunk[start]! * 7 + chunk[last]! * 3 + chunk[start + (length >> 1)]!) &
-    (KEY_CACHE_SIZE - 1)
-  const cached = keyCache[slot]!
-  if (cached.length === length) {
-    let j = 0
-    while (j < length && cached.charCodeAt(j) === chunk[start + j]) j++
-    if (j === length) return cached
-  }
-  const key = latin1(chunk, start, start + length)
-  keyCache[slot] = key
-  return key
-}
-
 export {
   /**
    * The smallest value a decoder takes from a {@link ValuePool}; smaller values that span chunks get a
@@ -379,165 +391,8 @@ export const makeDecoder = (options?: {
    * them. Default false.
    */
   readonly pieces?: boolean | undefined
-}): Decoder => {
-  const pool = options?.pool
-  const keepPieces = options?.pieces === true
-  const alloc = pool !== undefined ? pool.take : allocUninitialized
-  // a split value kept as pieces: the views so far and the bytes still missing
-  let pieceList: Array<Uint8Array> | undefined
-  let pieceMissing = 0
-  let state: number = KeyLength
-  let consumed = 0
-  let failed: FramingError | undefined
-  // partial prefix (one byte of a two-byte length)
-  let half = -1
-  // partial key or value
-  let partial: Uint8Array | undefined
-  let partialFill = 0
-  // stream offset where the current (incomplete) box started
-  let boxStart = 0
-  let key = ""
-  let box: Map<string, Uint8Array> | undefined
-
-  const feed = (chunk: Uint8Array, out: Array<Box>, ends?: Array<number>): FramingError | undefined => {
-    if (failed) return failed
-    const n = chunk.length
-    let i = 0
-    while (i < n) {
-      if (state === KeyLength && half < 0) {
-        // fast path: entries whole inside this chunk, no state kept between them
-        while (i + 2 <= n) {
-          const k = (chunk[i]! << 8) | chunk[i + 1]!
-          if (k === 0) {
-            out.push(box ?? new Map())
-            box = undefined
-            i += 2
-            boxStart = consumed + i
-            if (ends !== undefined) ends.push(i)
-            continue
-          }
-          const at = i + 2 + k
-          if (k > MAX_KEY_LENGTH || at + 2 > n) break
-          const v = (chunk[at]! << 8) | chunk[at + 1]!
-          if (at + 2 + v > n) break
-          if (box === undefined) box = new Map()
-          // a view, not a copy (and cheaper than `subarray`, which looks up a species constructor)
-          box.set(keyString(chunk, i + 2, k), new Uint8Array(chunk.buffer, chunk.byteOffset + at + 2, v))
-          i = at + 2 + v
-        }
-        if (i >= n) break
-      }
-      switch (state) {
-        case KeyLength:
-        case ValueLength: {
-          let len: number
-          if (half >= 0) {
-            len = (half << 8) | chunk[i]!
-            half = -1
-            i += 1
-          } else if (i + 1 < n) {
-            len = (chunk[i]! << 8) | chunk[i + 1]!
-            i += 2
-          } else {
-            half = chunk[i]!
-            i += 1
-            break
-          }
-          if (state === KeyLength) {
-            if (len === 0) {
-              out.push(box ?? new Map())
-              box = undefined
-              boxStart = consumed + i
-              if (ends !== undefined) ends.push(i)
-              continue
-            }
-            if (len > MAX_KEY_LENGTH) {
-              failed = new FramingError({ offset: consumed + i - 2, keyLength: len })
-              consumed += i
-              return failed
-            }
-            if (box === undefined) box = new Map()
-            // fast path: whole key in this chunk
-            if (i + len <= n) {
-              key = keyString(chunk, i, len)
-              i += len
-              state = ValueLength
-            } else {
-              partial = new Uint8Array(len)
-              partialFill = 0
-              state = Key
-            }
-          } else {
-            if (i + len <= n) {
-              // a view, not a copy (and cheaper than `subarray`, which looks up a species constructor)
-              box!.set(key, new Uint8Array(chunk.buffer, chunk.byteOffset + i, len))
-              i += len
-              state = KeyLength
-            } else if (keepPieces && len >= POOLED_MIN_LENGTH) {
-              pieceList = [new Uint8Array(chunk.buffer, chunk.byteOffset + i, n - i)]
-              pieceMissing = len - (n - i)
-              i = n
-              state = Pieces
-            } else {
-              partial = pool !== undefined && len >= POOLED_MIN_LENGTH ? pool.take(len) : allocUninitialized(len)
-              partialFill = 0
-              state = Value
-            }
-          }
-          break
-        }
-        case Pieces: {
-          const take = Math.min(pieceMissing, n - i)
-          pieceList!.push(new Uint8Array(chunk.buffer, chunk.byteOffset + i, take))
-          pieceMissing -= take
-          i += take
-          if (pieceMissing === 0) {
-            let length = 0
-            for (const piece of pieceList!) length += piece.length
-            let lazy: LazyBox
-            if (box instanceof LazyBox) lazy = box
-            else {
-              lazy = new LazyBox()
-              for (const [k, v] of box!) lazy.set(k, v)
-              box = lazy
-            }
-            lazy.setPending(key, { _tag: "Pieces", pieces: pieceList!, length, alloc })
-            pieceList = undefined
-            state = KeyLength
-          }
-          break
-        }
-        case Key:
-        case Value: {
-          const p = partial!
-          const take = Math.min(p.length - partialFill, n - i)
-          p.set(chunk.subarray(i, i + take), partialFill)
-          partialFill += take
-          i += take
-          if (partialFill === p.length) {
-            partial = undefined
-            if (state === Key) {
-              key = latin1(p, 0, p.length)
-              state = ValueLength
-            } else {
-              box!.set(key, p)
-              state = KeyLength
-            }
-          }
-          break
-        }
-      }
-    }
-    consumed += n
-    return undefined
-  }
-
-  return {
-    feed,
-    pending: () => consumed - boxStart,
-    offset: () => consumed
-  }
-}
+}): Decoder =>
+  Decoding.make(options?.pool, options?.pieces === true, (offset, keyLength) => new FramingError({ offset, keyLength }))
 
 /**
  * Decodes a whole buffer (Twisted's `amp.parseString`): the complete boxes it contains. An incomplete

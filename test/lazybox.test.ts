@@ -170,6 +170,28 @@ describe("text arguments decode straight from the pieces", () => {
     )
   })
 
+  it("a value cut at every byte (inside 2-, 3- and 4-byte characters too), in two and three pieces, decodes to itself from the pieces", () => {
+    // 1-, 2-, 3- and 4-byte characters in turn, over 4 KiB so that a split value is kept as pieces
+    const text = "aé€😀".repeat(420)
+    const bytes = Box.encodeUnsafe(Box.make({ text }))
+    const start = bytes.length - 2 - utf8(text).length
+    for (let cut = start + 1; cut < bytes.length - 2; cut++) {
+      const [box] = decodeChunks(splitAt(bytes, [cut]), { pieces: true })
+      assert.isDefined(Box.pieces(box!, "text"))
+      assert.strictEqual(fields.decode(box!).text, text)
+      // decoded from the pieces: they were not assembled into one buffer first
+      assert.isDefined(Box.pieces(box!, "text"))
+    }
+    // two cuts close together: a character spread over three pieces
+    for (let cut = start + 4000; cut < start + 4020; cut++) {
+      for (let gap = 1; gap <= 4; gap++) {
+        const [box] = decodeChunks(splitAt(bytes, [cut, cut + gap]), { pieces: true })
+        assert.strictEqual(Box.pieces(box!, "text")!.length, 3)
+        assert.strictEqual(fields.decode(box!).text, text)
+      }
+    }
+  })
+
   it("invalid UTF-8 in pieces is a field failure, and the next value decodes cleanly", () => {
     const bad = new Uint8Array(6000).fill(0x61)
     bad[3000] = 0xe2 // a 3-byte lead byte followed by ASCII: invalid

@@ -242,16 +242,16 @@ export const compileFields = (fields: Readonly<Record<string, unknown>>): Fields
       const out: Record<string, unknown> = {}
       for (let i = 0; i < n; i++) {
         const f = compiled[i]!
-        const bytes = box.get(f.key)
-        if (bytes === undefined) {
+        // a value split across reads: decoded from its pieces, before `get` would assemble them
+        const pending = f.codec.decodePieces !== undefined && box instanceof LazyBox ? box.pendingOf(f.key) : undefined
+        const pieces = pending !== undefined && pending._tag === "Pieces" ? pending.pieces : undefined
+        const bytes = pieces === undefined ? box.get(f.key) : undefined
+        if (bytes === undefined && pieces === undefined) {
           if (f.optional) continue
           throw new FieldFailure(f.key, "missing required key")
         }
         try {
-          const pending = f.codec.decodePieces !== undefined && box instanceof LazyBox ? box.pendingOf(f.key) : undefined
-          out[f.key] = pending !== undefined && pending._tag === "Pieces"
-            ? f.codec.decodePieces!(pending.pieces)
-            : f.codec.decode(bytes)
+          out[f.key] = pieces !== undefined ? f.codec.decodePieces!(pieces) : f.codec.decode(bytes!)
         } catch (e) {
           throw new FieldFailure(f.key, e instanceof CodecFailure ? e.reason : String(e))
         }

@@ -183,15 +183,26 @@ const withScratch = <A>(f: () => A): A => {
 /** The encoded length of `box`, or why it cannot be framed. */
 export const measure = (box: Box): number | Fault => withScratch(() => collect(box))
 
+const encodeOneCollected = (box: Box, fail: (fault: Fault) => Error): Uint8Array => {
+  const n = collect(box)
+  if (typeof n !== "number") throw fail(n)
+  const out = allocUninitialized(n)
+  if (writeCollected(out, 0) !== n) throw new Error("AMP box changed while it was being encoded")
+  return out
+}
+
 /** Encodes one box into a fresh exact-size array; throws the fault. */
-export const encodeOne = (box: Box, fail: (fault: Fault) => Error): Uint8Array =>
-  withScratch(() => {
-    const n = collect(box)
-    if (typeof n !== "number") throw fail(n)
-    const out = allocUninitialized(n)
-    if (writeCollected(out, 0) !== n) throw new Error("AMP box changed while it was being encoded")
-    return out
-  })
+export const encodeOne = (box: Box, fail: (fault: Fault) => Error): Uint8Array => {
+  if (busy) return withScratch(() => encodeOneCollected(box, fail))
+  // `withScratch` inlined: no closure per call on this, the commonest path
+  busy = true
+  try {
+    return encodeOneCollected(box, fail)
+  } finally {
+    release()
+    busy = false
+  }
+}
 
 /** Encodes boxes back to back into one fresh array; throws the first fault (then nothing is encoded). */
 export const encodeAll = (boxes: ReadonlyArray<Box>, fail: (fault: Fault) => Error): Uint8Array =>
@@ -215,9 +226,13 @@ export const encodeAll = (boxes: ReadonlyArray<Box>, fail: (fault: Fault) => Err
 /**
  * Encodes boxes as a list of arrays whose concatenation is their encoding (for a gather write): values
  * of 16 KiB or more (bytes, not pending text) are referenced, everything else is packed into one
- * fresh buffer. Each box is read once. Throws the first fault.
+ * buffer from `alloc` (default: a fresh one). Each box is read once. Throws the first fault.
  */
-export const encodeChunks = (boxes: ReadonlyArray<Box>, fail: (fault: Fault) => Error): Array<Uint8Array> =>
+export const encodeChunks = (
+  boxes: ReadonlyArray<Box>,
+  fail: (fault: Fault) => Error,
+  alloc: (length: number) => Uint8Array = allocUninitialized
+): Array<Uint8Array> =>
   withScratch(() => {
     // sizes first (validating every box before anything is built), counting referenced values apart
     let copied = 0
@@ -233,7 +248,7 @@ export const encodeChunks = (boxes: ReadonlyArray<Box>, fail: (fault: Fault) => 
         }
       }
     }
-    const out = allocUninitialized(copied)
+    const out = alloc(copied)
     if (referenced === 0) {
       // the last box is still collected: write the others (collecting each again), then it
       const last = boxes.length - 1
