@@ -26,6 +26,14 @@ import { Hold } from "./dispatcher.ts"
 /** Default of `Options.maxQueuedBoxes`. */
 export const DEFAULT_MAX_QUEUED_BOXES = 1024
 
+/**
+ * Output buffers for the Node stream sinks, shared by every connection of the process (at most 4 MiB
+ * idle): a batch is encoded into a recycled buffer, handed back once the stream has written it. A fresh
+ * buffer per write costs page faults and, counted as V8 external memory, full garbage collections when
+ * large values are written.
+ */
+const outputPool = Box.makeOutputPool()
+
 /** Where a batch goes: the phase's Node stream when there is one, else its effect socket writer. */
 export type Sink =
   | { readonly _tag: "Stream"; readonly stream: Duplex }
@@ -92,12 +100,6 @@ export const make = (options: WriterOptions): Writer => {
     options.onError(cause)
   }
 
-  /** Writes `chunks`; true when more may be written at once, else `resume` is called later. */
-  const write = (chunks: ReadonlyArray<Uint8Array>, resume: () => void): boolean => {
-    const sink = options.sink()
-    return sink._tag === "Stream" ? writeStream(sink.stream, chunks, resume, fail) : writeEffect(sink.writer, chunks, resume, fail)
-  }
-
   /** Reaching a hold: everything before it is written; wait until the transition releases it. */
   const reach = (hold: Hold): void => {
     state = "Waiting"
@@ -128,10 +130,14 @@ export const make = (options: WriterOptions): Writer => {
       freeRoom()
       if (boxes.length > 0) {
         state = "Waiting"
-        const chunks = Box.encodeChunksUnsafe(boxes)
+        const sink = options.sink()
+        const chunks = sink._tag === "Stream" ? Box.encodeChunksPooled(boxes, outputPool) : Box.encodeChunksUnsafe(boxes)
         for (let i = 0; i < chunks.length; i++) options.onWrite(chunks[i]!.length)
         const next = hold === undefined ? flush : () => reach(hold)
-        if (!write(chunks, next)) return
+        const written = sink._tag === "Stream"
+          ? writeStream(sink.stream, chunks, next, fail)
+          : writeEffect(sink.writer, chunks, next, fail)
+        if (!written) return
       }
       if (hold !== undefined) return reach(hold)
     }
@@ -182,20 +188,29 @@ export const make = (options: WriterOptions): Writer => {
   }
 }
 
-/** A Node stream write (corked for several chunks); waits for `drain` when the stream is full. */
+/**
+ * A Node stream write (corked for several chunks); true when more may be written at once, else waits
+ * for `drain` and calls `resume`. The pooled output goes back to the pool from the last chunk's write
+ * callback (callbacks come in order, so the whole batch is written then), never on an error.
+ */
 const writeStream = (
   stream: Duplex,
-  chunks: ReadonlyArray<Uint8Array>,
+  chunks: Array<Uint8Array>,
   resume: () => void,
   fail: (cause: Cause.Cause<unknown>) => void
 ): boolean => {
   let ok = true
+  const recycle = (error?: Error | null) => {
+    if (error == null) outputPool.release(chunks)
+  }
+  const last = chunks.length - 1
   try {
-    if (chunks.length === 1) ok = stream.write(chunks[0])
+    if (last === 0) ok = stream.write(chunks[0], recycle)
     else {
       stream.cork()
       try {
-        for (let i = 0; i < chunks.length; i++) ok = stream.write(chunks[i]) && ok
+        for (let i = 0; i < last; i++) ok = stream.write(chunks[i]) && ok
+        ok = stream.write(chunks[last], recycle) && ok
       } finally {
         stream.uncork()
       }
