@@ -66,11 +66,14 @@ const checkKey = (key: string): Fault | undefined => {
 
 /**
  * Reads `box` into the scratch, sorted by key (the bytewise order Twisted sorts in: `<` on latin1
- * strings); returns its encoded length or why it cannot be framed.
+ * strings); returns its encoded length or why it cannot be framed. With `fill` false it only checks
+ * and measures, leaving the scratch alone (no sorting: the length does not depend on the order).
  */
-const collect = (box: Box): number | Fault => {
-  count = 0
-  hasText = false
+const collect = (box: Box, fill = true): number | Fault => {
+  if (fill) {
+    count = 0
+    hasText = false
+  }
   let size = 2
   if (box instanceof LazyBox && box.pending !== undefined && box.pending.size > 0) {
     for (const [key, stored] of box.rawEntries()) {
@@ -83,14 +86,14 @@ const collect = (box: Box): number | Fault => {
         if (pending._tag === "Text") {
           if (pending.length < 0) return { _tag: "ValueTooLong", key, n: -1 }
           text = pending
-          hasText = true
+          if (fill) hasText = true
         } else value = box.get(key)! // pieces: only a decoded box has them; assemble
       }
       if (text === undefined && !(value instanceof Uint8Array)) return { _tag: "NotBytes", key, n: 0, got: describeValue(value) }
       const v = text === undefined ? value.length : text.length
       if (v > MAX_VALUE) return { _tag: "ValueTooLong", key, n: v }
       size += 4 + key.length + v
-      insert(key, value, text)
+      if (fill) insert(key, value, text)
     }
     return size
   }
@@ -101,7 +104,7 @@ const collect = (box: Box): number | Fault => {
     const v = value.length
     if (v > MAX_VALUE) return { _tag: "ValueTooLong", key, n: v }
     size += 4 + key.length + v
-    insert(key, value, undefined)
+    if (fill) insert(key, value, undefined)
   }
   return size
 }
@@ -181,7 +184,7 @@ const withScratch = <A>(f: () => A): A => {
 }
 
 /** The encoded length of `box`, or why it cannot be framed. */
-export const measure = (box: Box): number | Fault => withScratch(() => collect(box))
+export const measure = (box: Box): number | Fault => collect(box, false)
 
 const encodeOneCollected = (box: Box, fail: (fault: Fault) => Error): Uint8Array => {
   const n = collect(box)

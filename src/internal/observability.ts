@@ -303,13 +303,22 @@ export const dispatcherObserver = (
       if (active) (side === "client" ? metrics.clientCallsOutstanding : metrics.serverHandlersActive).updateUnsafe(-1, context)
     }
 
+    let lastCaller: Context.Context<never> | undefined
+    let lastSettings: SpanSettings | undefined
+    let lastParent: Option.Option<Tracer.AnySpan> = noParent
     const startCall: DispatcherObserver["startCall"] = (command, box, fiber) => {
       let span: Tracer.Span | undefined
       let settings: SpanSettings | undefined
       if (tracing) {
-        settings = spanSettings((ref) => fiber.getRef(ref))
+        // what the span needs from the caller's fiber depends only on its context: read once per context
+        if (fiber.context !== lastCaller) {
+          lastCaller = fiber.context
+          lastSettings = spanSettings((ref) => fiber.getRef(ref))
+          lastParent = parentUnder(Option.getOrUndefined(Context.getOption(fiber.context, Tracer.ParentSpan)))
+        }
+        settings = lastSettings!
         if (settings.enabled) {
-          const parent = parentUnder(Option.getOrUndefined(Context.getOption(fiber.context, Tracer.ParentSpan)))
+          const parent = lastParent
           const start = settings.timing ? settings.clock.currentTimeNanosUnsafe() : 0n
           span = makeSpan(settings, spanName(command.name), "client", parent, start, cachedAttributes(info.current(), command.name))
           if (propagate) box.set(TRACE_CONTEXT_KEY, encodeTraceContext(span))
