@@ -64,7 +64,7 @@ export interface Options extends Observability.Options {
   readonly maxQueuedCommandBytes?: number | undefined
   /**
    * Outgoing calls awaiting an answer at once (default: unbounded, as in Twisted). When reached, a new
-   * `callRemote` waits for a slot.
+   * `callRemote` waits for a slot (its span and duration start once it has one).
    */
   readonly maxOutstandingCalls?: number | undefined
   /**
