@@ -112,3 +112,10 @@ export const decodeUtf8Pieces = (pieces: ReadonlyArray<Uint8Array>): string => {
     throw error
   }
 }
+
+/** The power-of-two size class of `length` for a pool whose smallest buffers are `min` bytes. */
+export const sizeClass = (min: number, length: number): number => {
+  let c = 0
+  while ((min << c) < length) c++
+  return c
+}

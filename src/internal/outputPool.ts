@@ -3,6 +3,7 @@
  * `Box.encodeChunksPooled` (src/Box.ts documents them).
  * @internal
  */
+import { sizeClass } from "./bytes.ts"
 
 /**
  * A recycler for the buffers `Box.encodeChunksPooled` packs boxes into (see {@link makeOutputPool}).
@@ -46,11 +47,7 @@ export const makeOutputPool = (options?: { readonly maxIdleBytes?: number | unde
   const free: Array<Array<ArrayBuffer>> = Array.from({ length: CLASSES }, () => [])
   const given = new WeakSet<ArrayBuffer>()
   let idle = 0
-  const classOf = (length: number): number => {
-    let c = 0
-    while ((OUTPUT_POOLED_MIN_LENGTH << c) < length) c++
-    return c
-  }
+  const classOf = (length: number): number => sizeClass(OUTPUT_POOLED_MIN_LENGTH, length)
   const fresh = (size: number): ArrayBuffer =>
     typeof globalThis.Buffer === "function"
       ? globalThis.Buffer.allocUnsafeSlow(size).buffer as ArrayBuffer

@@ -3,6 +3,7 @@
  * `Box.makeValuePool` and `Box.POOLED_MIN_LENGTH` (re-exported by src/Box.ts, which documents them).
  * @internal
  */
+import { sizeClass } from "./bytes.ts"
 /**
  * A recycler for the buffers of large values that arrive split across chunks (see {@link makeValuePool}).
  *
@@ -67,11 +68,7 @@ export const makeValuePool = (options?: { readonly maxIdleBytes?: number | undef
   const free: Array<Array<ArrayBuffer>> = [[], [], [], [], []]
   const given = new WeakSet<ArrayBuffer>()
   let idle = 0
-  const classOf = (length: number): number => {
-    let c = 0
-    while ((POOLED_MIN_LENGTH << c) < length) c++
-    return c
-  }
+  const classOf = (length: number): number => sizeClass(POOLED_MIN_LENGTH, length)
   return {
     take: (length) => {
       const c = classOf(length)
