@@ -128,6 +128,14 @@ static conn_t* get_conn(napi_env env, napi_value v) {
   return c != NULL && c->fd >= 0 ? c : NULL;
 }
 
+/* The (connection, byte array) arguments of recv and send: 0, or the negative errno to return. */
+static int conn_and_bytes(napi_env env, size_t argc, napi_value* argv, conn_t** c, void** data, size_t* length) {
+  *c = argc < 2 ? NULL : get_conn(env, argv[0]);
+  if (*c == NULL) return -EBADF;
+  if (napi_get_typedarray_info(env, argv[1], NULL, length, data, NULL, NULL) != napi_ok) return -EINVAL;
+  return 0;
+}
+
 static void on_poll(uv_poll_t* handle, int status, int events) {
   conn_t* c = (conn_t*)uv_handle_get_data((uv_handle_t*)handle);
   if (c == NULL || c->fd < 0) return;
@@ -234,13 +242,11 @@ static napi_value js_recv(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  conn_t* c = argc < 2 ? NULL : get_conn(env, argv[0]);
-  if (c == NULL) return num(env, -EBADF);
+  conn_t* c;
   void* data;
   size_t length;
-  if (napi_get_typedarray_info(env, argv[1], NULL, &length, &data, NULL, NULL) != napi_ok) {
-    return num(env, -EINVAL);
-  }
+  int bad = conn_and_bytes(env, argc, argv, &c, &data, &length);
+  if (bad != 0) return num(env, bad);
   union {
     struct cmsghdr align;
     char buf[CMSG_SPACE(sizeof(int) * MAX_FDS_PER_READ)];
@@ -314,13 +320,11 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  conn_t* c = argc < 2 ? NULL : get_conn(env, argv[0]);
-  if (c == NULL) return num(env, -EBADF);
+  conn_t* c;
   void* data;
   size_t length;
-  if (napi_get_typedarray_info(env, argv[1], NULL, &length, &data, NULL, NULL) != napi_ok) {
-    return num(env, -EINVAL);
-  }
+  int bad = conn_and_bytes(env, argc, argv, &c, &data, &length);
+  if (bad != 0) return num(env, bad);
   void* fdData = NULL;
   size_t fdCount = 0;
   if (argc >= 3) {

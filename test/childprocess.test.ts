@@ -11,21 +11,11 @@ import * as Fs from "node:fs"
 import * as ChildProcess from "../src/ChildProcess.ts"
 import * as Responders from "../src/Responders.ts"
 import * as Path from "node:path"
-import { node, root, run } from "./support/process.ts"
+import { alive, node, root, run } from "./support/process.ts"
 import { Crash, Delay, Pid, Sum, workerCommand } from "./support/workers.ts"
 import { eventually } from "./support/wait.ts"
 
 const fdCount = () => Fs.readdirSync("/proc/self/fd").length
-
-/** Is a process with this pid still there (running or a zombie)? */
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const kinds = ["python", "node"] as const
 const layouts = [

@@ -10,20 +10,11 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { afterAll } from "vitest"
 import { splitCommandLine } from "../src/cli/words.ts"
-import { killRemaining, node, root, run, type RunResult } from "./support/process.ts"
+import { alive, killRemaining, node, root, run, type RunResult } from "./support/process.ts"
 import { nodeWorker, pythonWorker } from "./support/workers.ts"
 
 const amp = (...args: ReadonlyArray<string>): Promise<RunResult> =>
   run(node, [Path.join(root, "src", "cli", "bin.ts"), ...args], { timeoutMillis: 50_000 })
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const python = `/usr/bin/python3 ${pythonWorker}`
 const tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-amp-exec-"))

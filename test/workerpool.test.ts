@@ -9,17 +9,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope } from "effect"
 import * as Responders from "../src/Responders.ts"
 import * as WorkerPool from "../src/WorkerPool.ts"
+import { alive } from "./support/process.ts"
 import { eventually } from "./support/wait.ts"
 import { Delay, Pid, Sum, workerCommand } from "./support/workers.ts"
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 const kinds = ["python", "node"] as const
 

@@ -123,8 +123,8 @@ export const make = (
       Effect.sync(() => {
         const all = [...calls.values()]
         calls.clear()
+        const exit = Exit.fail(error)
         for (const p of all) {
-          const exit = Exit.fail(error)
           if (p.observation !== undefined) observer.endCall(p.observation, exit)
           Deferred.doneUnsafe(p.deferred, exit)
         }

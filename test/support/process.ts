@@ -101,6 +101,16 @@ export const startServer = (
     })
   })
 
+/** Is a process with this pid still there (running or a zombie)? */
+export const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 export interface RunResult {
   readonly code: number | null
   readonly signal: NodeJS.Signals | null
